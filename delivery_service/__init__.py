@@ -1,0 +1,1 @@
+"""examserver delivery service: the stateless worker that runs timed exams."""

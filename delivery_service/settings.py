@@ -1,0 +1,71 @@
+"""Every setting, read from `EXAMSERVER_*` environment variables (or passed directly in tests).
+
+Nothing connects at import time: `create_app(Settings(...))` builds the resources from an instance.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSECURE_SECRET = "insecure-demo-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXAMSERVER_", extra="ignore")
+
+    environment: Literal["production", "demo", "test"] = "production"
+    database_url: str = "sqlite+aiosqlite:///./examserver.db"
+    redis_url: str = Field(
+        "memory://", description="redis://host:port/db, or memory:// for in-process fakeredis"
+    )
+    redis_prefix: str = Field("exam:v1", description="prefix of every Redis key and channel")
+
+    jwt_secret: str = INSECURE_SECRET
+    jwt_issuer: str = "examserver"
+    jwt_audience: str = "examserver"
+    jwt_ttl_seconds: int = 8 * 3600
+    password_hash_cost: int = Field(2**14, description="scrypt N; lower only in tests")
+
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to open WebSockets besides the server's own host",
+    )
+    ws_ticket_ttl_seconds: int = 30
+    ws_auth_timeout_seconds: float = 5.0
+    ws_max_message_bytes: int = 64 * 1024
+    ws_rate_per_second: float = 20.0
+    ws_rate_burst: int = 40
+    ws_max_violations: int = 20
+    ws_heartbeat_timeout_seconds: float = 45.0
+    ws_send_queue_size: int = 256
+
+    grace_ms: int = Field(2000, description="network grace after a deadline, milliseconds")
+    sweep_interval_seconds: float = 0.5
+    expiry_lease_seconds: float = 30.0
+    reconcile_interval_seconds: float = 30.0
+    clock_sync_interval_seconds: float = 60.0
+    stream_maxlen: int = 1000
+    stream_ttl_seconds: int = 24 * 3600
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(milliseconds=self.grace_ms)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment == "production" and self.jwt_secret == INSECURE_SECRET:
+            raise ValueError(
+                "EXAMSERVER_JWT_SECRET must be set to a secret of your own in production "
+                "(the built-in value is public and only for the demo)"
+            )
+        if len(self.jwt_secret) < 32:
+            raise ValueError("EXAMSERVER_JWT_SECRET must be at least 32 characters")
+        return self

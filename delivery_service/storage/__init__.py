@@ -1,0 +1,1 @@
+"""PostgreSQL (SQLite embedded) through SQLAlchemy 2 async: models, engine, migrations."""

@@ -1,0 +1,57 @@
+"""Engine, session maker and the database clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from delivery_service.settings import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        # One connection serialises every transaction of the embedded demo, so SQLite never
+        # answers "database is locked"; the demo is one process with modest load.
+        engine = create_async_engine(
+            settings.database_url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=True
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged answer survives a power cut, the same promise as PostgreSQL's
+    # synchronous_commit=on.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The one clock that decides (DESIGN.md §3): the database server's, read in the transaction.
+
+    clock_timestamp() rather than now(): now() is the transaction's start, which can be well
+    before a row lock was granted.
+    """
+    if session.bind.dialect.name == "postgresql":
+        value = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+    text = (await session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))).scalar_one()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

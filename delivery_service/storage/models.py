@@ -1,0 +1,138 @@
+"""Tables. PostgreSQL holds every fact a candidate or proctor depends on (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from delivery_service.storage.types import BigIntPK, PortableJSON, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: PortableJSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class Test(Base):
+    __tablename__ = "tests"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    title: Mapped[str] = mapped_column(String(200))
+    time_limit_seconds: Mapped[int] = mapped_column(Integer)
+    navigation_mode: Mapped[str] = mapped_column(String(16))
+    attempt_limit: Mapped[int] = mapped_column(Integer, default=1)
+    allow_pause: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+
+class Item(Base):
+    """A delivered item. Rows are never edited in place: attempts point at the row they got."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("test_id", "identifier"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    identifier: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    scoring: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+
+
+class Attempt(Base):
+    """One candidate's delivery of one test. `version` gives optimistic locking (DESIGN.md §4)."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("test_id", "user_id", "attempt_number"),
+        Index("ix_attempts_state_deadline", "state", "deadline"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="not_started")
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # The frozen form: the ordered item row ids this attempt delivers.
+    form: Mapped[list[str]] = mapped_column(PortableJSON)
+    extra_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float | None]
+    max_score: Mapped[float | None]
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ItemState(Base):
+    """The current response and flag of one item in one attempt (the latest by client_seq)."""
+
+    __tablename__ = "item_states"
+
+    attempt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    response: Mapped[Any | None] = mapped_column(PortableJSON)
+    client_seq: Mapped[int | None] = mapped_column(BigInteger)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered_at: Mapped[datetime | None]
+
+
+class ResponseEvent(Base):
+    """Append-only history of every answer received: who, what, when, over which connection.
+
+    The unique (attempt_id, client_seq) makes a replayed answer write nothing twice.
+    """
+
+    __tablename__ = "response_history"
+    __table_args__ = (UniqueConstraint("attempt_id", "client_seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("attempts.id"))
+    item_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    client_seq: Mapped[int] = mapped_column(BigInteger)
+    response: Mapped[Any | None] = mapped_column(PortableJSON)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    actor_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
