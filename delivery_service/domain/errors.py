@@ -82,3 +82,19 @@ class AttemptLimitReached(DomainError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"the attempt limit of {limit} is reached", limit=limit)
+
+
+class NotFound(DomainError):
+    """Also answered for things that exist but are not the caller's: no existence leak."""
+
+    def __init__(self, what: str, ident: object) -> None:
+        self.code = f"{what}_not_found"
+        super().__init__(f"{what} {ident} not found", id=str(ident))
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class VersionConflict(DomainError):
+    code = "version_conflict"

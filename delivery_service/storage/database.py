@@ -50,7 +50,7 @@ async def db_now(session: AsyncSession) -> datetime:
     clock_timestamp() rather than now(): now() is the transaction's start, which can be well
     before a row lock was granted.
     """
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         value = (await session.execute(select(func.clock_timestamp()))).scalar_one()
         return value.astimezone(UTC)  # type: ignore[no-any-return]
     text = (await session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))).scalar_one()

@@ -1,0 +1,3 @@
+from delivery_service.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket edges: thin, mapping requests to services and errors to statuses."""

@@ -1,0 +1,38 @@
+"""FastAPI dependencies: the runtime, and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from delivery_service.api.errors import ApiError
+from delivery_service.runtime import Runtime
+from delivery_service.services.security import Principal
+
+bearer = HTTPBearer(auto_error=False, description="the access_token from /api/v1/auth/login")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def current_user(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "a bearer token is required")
+    try:
+        return runtime.tokens.verify(credentials.credentials)
+    except jwt.InvalidTokenError as exc:
+        raise ApiError(401, "unauthorized", f"the token is not valid: {exc}") from exc
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]

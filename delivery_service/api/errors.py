@@ -1,0 +1,109 @@
+"""Errors on the wire: `{"error": {"code", "message", "details"}}` with the right HTTP status.
+
+The one place where a domain error code becomes a status (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from delivery_service.domain.errors import DomainError
+
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_credentials": 401,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "navigation_forbidden": 403,
+    "pause_not_allowed": 403,
+    "invalid_transition": 409,
+    "attempt_not_in_progress": 409,
+    "deadline_passed": 409,
+    "attempt_limit_reached": 409,
+    "client_seq_conflict": 409,
+    "version_conflict": 409,
+    "unknown_item": 422,
+    "invalid_response": 422,
+    "position_out_of_range": 422,
+    "validation_error": 422,
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An edge-level error (authentication, malformed request) that is not a domain rule."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def status_for(error: DomainError) -> int:
+    if error.code.endswith("_not_found"):
+        return 404
+    return STATUS_BY_CODE.get(error.code, 400)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def validation_details(errors: Any) -> dict[str, Any]:
+    return {
+        "errors": [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
+        ]
+    }
+
+
+def install(app: FastAPI) -> None:
+    async def domain(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        return _json(status_for(exc), error_body(exc.code, exc.message, exc.details))
+
+    async def api(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _json(exc.status, error_body(exc.code, exc.message), headers)
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _json(
+            422,
+            error_body(
+                "validation_error", "the request is not valid", validation_details(exc.errors())
+            ),
+        )
+
+    async def http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json(exc.status_code, error_body(code, str(exc.detail)))
+
+    app.add_exception_handler(DomainError, domain)
+    app.add_exception_handler(ApiError, api)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http)

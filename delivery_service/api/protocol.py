@@ -1,0 +1,281 @@
+"""The attempt WebSocket's messages, defined once (DESIGN.md §7, source 004's catalogue).
+
+Client messages are one discriminated union validated on the way in; every server message is a
+model too, so what goes out is validated by construction. `json_schema()` exports both unions for
+client authors (docs/ws-protocol.schema.json, kept current by a test).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
+
+from delivery_service.schemas import (
+    AnswerAck,
+    AttemptView,
+    Completion,
+    CurrentItem,
+    FlagAck,
+    Progress,
+    StrictModel,
+    Timer,
+    UserOut,
+    UtcTime,
+)
+
+MessageId = Annotated[str, Field(max_length=64)]
+
+
+class _Client(StrictModel):
+    id: MessageId | None = Field(None, description="echoed back as `re` in the reply")
+
+
+class Empty(StrictModel):
+    pass
+
+
+class AuthData(StrictModel):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class Auth(_Client):
+    type: Literal["auth"]
+    data: AuthData
+
+
+class StartData(StrictModel):
+    test_id: str | None = Field(None, description="accepted for source 004 clients; ignored")
+
+
+class StartAssessment(_Client):
+    type: Literal["start_assessment"]
+    data: StartData = Field(default_factory=StartData)
+
+
+class GetQuestionData(StrictModel):
+    index: int | None = Field(None, ge=0, description="move there first (nonlinear rules apply)")
+
+
+class GetQuestion(_Client):
+    type: Literal["get_question"]
+    data: GetQuestionData = Field(default_factory=GetQuestionData)
+
+
+class SubmitAnswerData(StrictModel):
+    item_id: str = Field(
+        min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "question_id")
+    )
+    response: Any = Field(
+        None,
+        validation_alias=AliasChoices("response", "selected_option"),
+        description="null clears",
+    )
+    client_seq: int = Field(ge=0, le=2**53)
+
+
+class SubmitAnswer(_Client):
+    type: Literal["submit_answer"]
+    data: SubmitAnswerData
+
+
+class GetProgress(_Client):
+    type: Literal["get_progress"]
+    data: Empty = Field(default_factory=Empty)
+
+
+class Heartbeat(_Client):
+    type: Literal["heartbeat"]
+    data: Empty = Field(default_factory=Empty)
+
+
+class PingData(StrictModel):
+    client_time: float | None = Field(None, description="client clock (ms since epoch), echoed")
+
+
+class Ping(_Client):
+    type: Literal["ping"]
+    data: PingData = Field(default_factory=PingData)
+
+
+class NavigateData(StrictModel):
+    to: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
+
+
+class Navigate(_Client):
+    type: Literal["navigate"]
+    data: NavigateData
+
+
+class FlagData(StrictModel):
+    item_id: str = Field(min_length=1, max_length=128)
+    flagged: bool
+
+
+class FlagItem(_Client):
+    type: Literal["flag"]
+    data: FlagData
+
+
+class EndAssessment(_Client):
+    type: Literal["end_assessment"]
+    data: Empty = Field(default_factory=Empty)
+
+
+ClientMessage = Annotated[
+    Auth
+    | StartAssessment
+    | GetQuestion
+    | SubmitAnswer
+    | GetProgress
+    | Heartbeat
+    | Ping
+    | Navigate
+    | FlagItem
+    | EndAssessment,
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = frozenset(
+    {
+        "auth",
+        "start_assessment",
+        "get_question",
+        "submit_answer",
+        "get_progress",
+        "heartbeat",
+        "ping",
+        "navigate",
+        "flag",
+        "end_assessment",
+    }
+)
+client_message = TypeAdapter[ClientMessage](ClientMessage)
+
+
+# ---- server → client ---------------------------------------------------------------------------
+
+
+class _Server(BaseModel):
+    re: str | None = Field(None, description="the `id` of the client message this answers")
+    seq: str | None = Field(None, description="event id (epoch:offset), for last_event_id")
+
+
+class AuthSuccessData(BaseModel):
+    user: UserOut
+    attempt_id: uuid.UUID
+    connection_id: str
+    recovered: bool | None = Field(
+        None, description="with last_event_id: true if every missed event follows"
+    )
+
+
+class AuthSuccess(_Server):
+    type: Literal["auth_success"] = "auth_success"
+    data: AuthSuccessData
+
+
+class AttemptState(_Server):
+    """The full state: sent on connect and whenever the client must resync."""
+
+    type: Literal["attempt_state"] = "attempt_state"
+    data: AttemptView
+
+
+class AssessmentStarted(_Server):
+    type: Literal["assessment_started"] = "assessment_started"
+    data: AttemptView
+
+
+class Question(_Server):
+    type: Literal["question"] = "question"
+    data: CurrentItem
+
+
+class AnswerFeedback(_Server):
+    """The acknowledgement of a saved answer; it never says whether the answer is right."""
+
+    type: Literal["answer_feedback"] = "answer_feedback"
+    data: AnswerAck
+
+
+class ProgressUpdate(_Server):
+    type: Literal["progress_update"] = "progress_update"
+    data: Progress
+
+
+class FlagSaved(_Server):
+    type: Literal["flag_saved"] = "flag_saved"
+    data: FlagAck
+
+
+class TimerData(BaseModel):
+    state: str | None = None
+    timer: Timer
+    client_time: float | None = Field(None, description="echo of ping.client_time")
+
+
+class TimerMessage(_Server):
+    type: Literal["timer"] = "timer"
+    data: TimerData
+
+
+class PongData(BaseModel):
+    server_now: UtcTime
+
+
+class Pong(_Server):
+    type: Literal["pong"] = "pong"
+    data: PongData
+
+
+class AssessmentCompleted(_Server):
+    type: Literal["assessment_completed"] = "assessment_completed"
+    data: Completion
+
+
+class SupersededData(BaseModel):
+    reason: str = "another connection opened this attempt"
+
+
+class Superseded(_Server):
+    type: Literal["superseded"] = "superseded"
+    data: SupersededData = Field(default_factory=SupersededData)
+
+
+class ErrorData(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class Error(_Server):
+    type: Literal["error"] = "error"
+    data: ErrorData
+
+
+ServerMessage = Annotated[
+    AuthSuccess
+    | AttemptState
+    | AssessmentStarted
+    | Question
+    | AnswerFeedback
+    | ProgressUpdate
+    | FlagSaved
+    | TimerMessage
+    | Pong
+    | AssessmentCompleted
+    | Superseded
+    | Error,
+    Field(discriminator="type"),
+]
+server_message = TypeAdapter[ServerMessage](ServerMessage)
+
+
+def json_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "examserver attempt WebSocket protocol",
+        "client_to_server": client_message.json_schema(),
+        "server_to_client": server_message.json_schema(mode="serialization"),
+    }

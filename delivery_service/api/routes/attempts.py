@@ -1,0 +1,136 @@
+"""Self-paced delivery over REST (source 000's routes, under /api/v1/attempts)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from delivery_service.api.deps import CurrentUser, RuntimeDep
+from delivery_service.schemas import (
+    AnswerAck,
+    AttemptView,
+    Completion,
+    CurrentItem,
+    FlagAck,
+    Progress,
+    StrictModel,
+    Timer,
+)
+
+router = APIRouter(prefix="/attempts", tags=["attempts"])
+
+
+class AttemptIn(StrictModel):
+    test_id: uuid.UUID
+
+
+class AnswerIn(StrictModel):
+    item_id: str = Field(min_length=1, max_length=128)
+    response: Any = Field(description="choice: an identifier or a list of them; null clears")
+    client_seq: int = Field(
+        ge=0, le=2**53, description="increasing per attempt; makes it idempotent"
+    )
+
+
+class NavigateIn(StrictModel):
+    to: Literal["next", "previous"] | int = Field(description='"next", "previous" or an index')
+
+
+class FlagIn(StrictModel):
+    item_id: str = Field(min_length=1, max_length=128)
+    flagged: bool
+
+
+class ExtendIn(StrictModel):
+    seconds: int = Field(ge=-24 * 3600, le=24 * 3600, description="negative takes time away")
+
+
+@router.post("", response_model=AttemptView, status_code=201)
+async def create_attempt(
+    body: AttemptIn, user: CurrentUser, runtime: RuntimeDep, response: Response
+) -> AttemptView:
+    """Create the caller's next attempt; if one is still open it is returned with 200."""
+    view, created = await runtime.attempts.create(user, body.test_id)
+    if not created:
+        response.status_code = 200
+    return view
+
+
+@router.get("/{attempt_id}", response_model=AttemptView)
+async def get_attempt(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
+    return await runtime.attempts.get(user, attempt_id)
+
+
+@router.post("/{attempt_id}/start", response_model=AttemptView)
+async def start(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
+    return await runtime.attempts.start(user, attempt_id)
+
+
+@router.get("/{attempt_id}/current", response_model=CurrentItem)
+async def current(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> CurrentItem:
+    return await runtime.attempts.current(user, attempt_id)
+
+
+@router.get("/{attempt_id}/progress", response_model=Progress)
+async def progress(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Progress:
+    return await runtime.attempts.progress(user, attempt_id)
+
+
+@router.get("/{attempt_id}/timer", response_model=Timer)
+async def timer(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Timer:
+    return await runtime.attempts.timer(user, attempt_id)
+
+
+@router.post("/{attempt_id}/answers", response_model=AnswerAck)
+async def answer(
+    attempt_id: uuid.UUID, body: AnswerIn, user: CurrentUser, runtime: RuntimeDep
+) -> AnswerAck:
+    return await runtime.attempts.save_answer(
+        user, attempt_id, item_id=body.item_id, response=body.response, client_seq=body.client_seq
+    )
+
+
+@router.post("/{attempt_id}/navigate", response_model=CurrentItem)
+async def navigate(
+    attempt_id: uuid.UUID, body: NavigateIn, user: CurrentUser, runtime: RuntimeDep
+) -> CurrentItem:
+    return await runtime.attempts.navigate(user, attempt_id, body.to)
+
+
+@router.post("/{attempt_id}/flags", response_model=FlagAck)
+async def flag(
+    attempt_id: uuid.UUID, body: FlagIn, user: CurrentUser, runtime: RuntimeDep
+) -> FlagAck:
+    return await runtime.attempts.flag(user, attempt_id, body.item_id, body.flagged)
+
+
+@router.post("/{attempt_id}/pause", response_model=AttemptView)
+async def pause(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
+    return await runtime.attempts.pause(user, attempt_id)
+
+
+@router.post("/{attempt_id}/resume", response_model=AttemptView)
+async def resume(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
+    return await runtime.attempts.resume(user, attempt_id)
+
+
+@router.post("/{attempt_id}/submit", response_model=Completion)
+async def submit(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Completion:
+    return await runtime.attempts.submit(user, attempt_id)
+
+
+@router.post("/{attempt_id}/terminate", response_model=Completion)
+async def terminate(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Completion:
+    """Staff only: end the attempt now; saved responses are scored."""
+    return await runtime.attempts.terminate(user, attempt_id)
+
+
+@router.post("/{attempt_id}/extend", response_model=Timer)
+async def extend(
+    attempt_id: uuid.UUID, body: ExtendIn, user: CurrentUser, runtime: RuntimeDep
+) -> Timer:
+    """Staff only: move this attempt's deadline; the candidate's countdown updates at once."""
+    return await runtime.attempts.extend(user, attempt_id, body.seconds)

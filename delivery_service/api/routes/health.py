@@ -1,0 +1,31 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from delivery_service.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """200 when the database and Redis answer and the worker is not draining; 503 otherwise."""
+    checks = await runtime.readiness()
+    ready = checks["database"] and checks["redis"] and not checks["draining"]
+    return JSONResponse(
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "worker": runtime.worker_id,
+        },
+        status_code=200 if ready else 503,
+    )

@@ -1,0 +1,56 @@
+"""The application factory: `create_app(settings)` builds everything in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from delivery_service.api import errors
+from delivery_service.api.routes import attempts, auth, health, tests
+from delivery_service.api.sockets import router as socket_router
+from delivery_service.logs import configure_logging
+from delivery_service.runtime import Runtime
+from delivery_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        app.state.runtime = runtime
+        await runtime.start()
+        log.info("worker %s ready", runtime.worker_id)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="examserver",
+        version="0.1.0",
+        description="A Redis-backed, horizontally scaled, real-time exam server.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, tests, attempts):
+        api.include_router(module.router)
+    api.include_router(socket_router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The uvicorn factory target: settings come from EXAMSERVER_* variables."""
+    configure_logging()
+    return create_app()

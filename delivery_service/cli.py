@@ -1,0 +1,156 @@
+"""`examserver`: demo, serve, migrate, seed-demo, ws-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from delivery_service.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="examserver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="one process, SQLite + in-process Redis, demo data")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--database", default="examserver-demo.db", help="SQLite file")
+
+    serve = sub.add_parser("serve", help="run one worker with EXAMSERVER_* settings")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    sub.add_parser("seed-demo", help="load the demo users and sample test into the database")
+
+    schema = sub.add_parser("ws-schema", help="print the WebSocket protocol's JSON Schema")
+    schema.add_argument("--output", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ValidationError as exc:
+        print(f"examserver: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from delivery_service.storage.migrate import upgrade
+
+    settings = Settings(
+        environment="demo",
+        database_url=f"sqlite+aiosqlite:///{Path(args.database).resolve()}",
+        redis_url="memory://",
+        jwt_secret=os.environ.get("EXAMSERVER_JWT_SECRET") or secrets.token_urlsafe(32),
+    )
+    upgrade(settings.database_url)
+    created = asyncio.run(_seed(settings))
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"""
+examserver demo is starting (SQLite file {args.database}, in-process Redis).
+  {created} demo users created; every demo password is "demo" (demo data only).
+  Users: admin, teacher, student1 … student30.
+  API docs (try it out):  {base}/docs
+  Health:                 {base}/healthz   {base}/readyz
+  Log in:    POST {base}/api/v1/auth/login  {{"username": "student1", "password": "demo"}}
+Press Ctrl+C to stop.
+""",
+        flush=True,
+    )
+    from delivery_service.app import create_app
+
+    _run(create_app(settings), args.host, args.port, settings)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if settings.redis_url == "memory://":
+        print(
+            "examserver: warning: EXAMSERVER_REDIS_URL is memory://, so this worker shares no "
+            "state with others; set it to redis://… for a cluster",
+            file=sys.stderr,
+        )
+    from delivery_service.app import create_app
+
+    _run(create_app(settings), args.host, args.port, settings)
+    return 0
+
+
+def run_migrate(_: argparse.Namespace) -> int:
+    from delivery_service.storage.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    print("database schema is at the latest revision")
+    return 0
+
+
+def run_seed(_: argparse.Namespace) -> int:
+    created = asyncio.run(_seed(Settings()))
+    print(f"demo data loaded ({created} users created; password 'demo', demo use only)")
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from delivery_service.api.protocol import json_schema
+
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def _seed(settings: Settings) -> int:
+    from delivery_service.demo import seed_demo
+    from delivery_service.storage.database import create_engine, create_sessionmaker
+
+    engine = create_engine(settings)
+    try:
+        return await seed_demo(create_sessionmaker(engine), hash_cost=settings.password_hash_cost)
+    finally:
+        await engine.dispose()
+
+
+def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
+    from delivery_service.logs import configure_logging
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        # Above our own limit so an oversize message gets a clear `error` reply, not a close.
+        ws_max_size=4 * settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,  # costs hundreds of KiB per socket; not measured worth it
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+    )
+    server = uvicorn.Server(config)
+    configure_logging()
+    server.run()
+
+
+COMMANDS = {
+    "demo": run_demo,
+    "serve": run_serve,
+    "migrate": run_migrate,
+    "seed-demo": run_seed,
+    "ws-schema": run_schema,
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Demo data: users, and a sample test. Passwords are `demo`: for trying the server, never for a
+real exam (the README says so)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
+from delivery_service.services.catalog import add_test
+from delivery_service.services.security import hash_password
+from delivery_service.storage.database import db_now
+from delivery_service.storage.models import Test, User
+
+DEMO_PASSWORD = "demo"
+SAMPLE_TITLE = "Sample exam: general knowledge"
+
+
+def demo_users() -> list[tuple[str, str, str]]:
+    users = [("admin", "Ada Admin", "admin"), ("teacher", "Tom Teacher", "teacher")]
+    users += [(f"student{n}", f"Student {n}", "student") for n in range(1, 31)]
+    return users
+
+
+def sample_test() -> TestIn:
+    def choice(ident: str, prompt: str, options: list[str], correct: list[int]) -> ChoiceItemIn:
+        letters = "ABCDEFGH"
+        return ChoiceItemIn(
+            identifier=ident,
+            prompt=prompt,
+            choices=[Choice(identifier=letters[i], text=t) for i, t in enumerate(options)],
+            correct=[letters[i] for i in correct],
+        )
+
+    return TestIn(
+        title=SAMPLE_TITLE,
+        time_limit_seconds=20 * 60,
+        navigation_mode="nonlinear",
+        attempt_limit=3,
+        items=[
+            choice("q1", "Which planet is closest to the Sun?", ["Venus", "Mercury", "Mars"], [1]),
+            choice("q2", "What is 7 × 8?", ["54", "56", "64", "58"], [1]),
+            choice(
+                "q3",
+                "Which of these are prime numbers? (choose all that apply)",
+                ["2", "9", "11", "15"],
+                [0, 2],
+            ),
+            choice("q4", "In which year did the Berlin Wall fall?", ["1987", "1989", "1991"], [1]),
+            choice("q5", "H₂O is the chemical formula of …", ["salt", "water", "ozone"], [1]),
+        ],
+    )
+
+
+async def seed_demo(sessions: async_sessionmaker[AsyncSession], *, hash_cost: int) -> int:
+    """Add whatever demo data is missing; return how many users were created. Idempotent."""
+    async with sessions() as s, s.begin():
+        existing = set(await s.scalars(select(User.username)))
+        missing = [u for u in demo_users() if u[0] not in existing]
+        hashes = await asyncio.gather(
+            *(asyncio.to_thread(hash_password, DEMO_PASSWORD, cost=hash_cost) for _ in missing)
+        )
+        now = await db_now(s)
+        for (username, name, role), hashed in zip(missing, hashes, strict=True):
+            s.add(
+                User(
+                    username=username,
+                    display_name=name,
+                    password_hash=hashed,
+                    role=role,
+                    created_at=now,
+                )
+            )
+        await s.flush()
+        if await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE)) is None:
+            teacher = await s.scalar(select(User).where(User.username == "teacher"))
+            if teacher is None:  # pragma: no cover - created just above
+                raise RuntimeError("the demo teacher is missing")
+            await add_test(s, sample_test(), created_by=teacher.id)
+        return len(missing)

@@ -1,0 +1,47 @@
+"""Every Redis key and channel name, in one place, all under one prefix.
+
+Keys of one channel or one attempt share a hash tag (`{...}`) so the multi-key Lua scripts also run
+on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    @property
+    def epoch(self) -> str:
+        """Present while Redis still holds our data; its absence means rebuild from the database."""
+        return f"{self.prefix}:epoch"
+
+    @property
+    def deadlines(self) -> str:
+        return f"{self.prefix}:deadlines"
+
+    def timer(self, attempt_id: str) -> str:
+        return f"{self.prefix}:timer:{{a:{attempt_id}}}"
+
+    def owner(self, attempt_id: str, user_id: str) -> str:
+        return f"{self.prefix}:owner:{{a:{attempt_id}}}:{user_id}"
+
+    def ticket(self, ticket: str) -> str:
+        return f"{self.prefix}:ticket:{ticket}"
+
+    def pubsub(self, channel: str) -> str:
+        return f"{self.prefix}:ch:{channel}"
+
+    def channel_keys(self, channel: str) -> tuple[str, str, str]:
+        """(offset, epoch, stream) of one channel."""
+        tag = f"{self.prefix}:{{ch:{channel}}}"
+        return f"{tag}:offset", f"{tag}:epoch", f"{tag}:stream"
+
+
+def attempt_channel(attempt_id: str) -> str:
+    return f"attempt:{attempt_id}"
+
+
+WORKERS_CHANNEL = "workers"

@@ -1,0 +1,78 @@
+"""Attempt timers in Redis: a TTL key per attempt and one deadline sorted set for the sweepers.
+
+Both are copies of the database's deadline (DESIGN.md §3). The TTL key answers "when is the
+deadline" without a database read (ping replies); the sorted set, scored by deadline + grace, tells
+every worker's sweeper what is due. Keyspace notifications are deliberately not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+
+from delivery_service.live.keys import Keys
+from delivery_service.live.scripts import Scripts
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class Timers:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, grace: timedelta) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._grace = grace
+
+    async def schedule(self, attempt_id: str, deadline: datetime, now: datetime) -> None:
+        """Set (or move) an attempt's timer to the database's deadline."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if deadline > now:
+                pipe.set(self._keys.timer(attempt_id), epoch_ms(deadline), pxat=epoch_ms(deadline))
+            else:
+                pipe.delete(self._keys.timer(attempt_id))
+            pipe.zadd(self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace)})
+            await pipe.execute()
+
+    async def cancel(self, attempt_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.deadlines, attempt_id)
+            pipe.delete(self._keys.timer(attempt_id))
+            await pipe.execute()
+
+    async def deadline_ms(self, attempt_id: str) -> int | None:
+        value = await self._redis.get(self._keys.timer(attempt_id))
+        return int(value) if value is not None else None
+
+    async def claim_due(self, now: datetime, lease: timedelta, batch: int = 200) -> list[str]:
+        claimed = await self._scripts.claim_due(
+            keys=[self._keys.deadlines],
+            args=[epoch_ms(now), int(lease.total_seconds() * 1000), batch],
+        )
+        return [str(member) for member in claimed]
+
+    async def restore(self, running: Iterable[tuple[str, datetime]], now: datetime) -> int:
+        """Re-create missing entries from the database without disturbing live leases."""
+        count = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for attempt_id, deadline in running:
+                if deadline > now:
+                    pipe.set(
+                        self._keys.timer(attempt_id),
+                        epoch_ms(deadline),
+                        pxat=epoch_ms(deadline),
+                        nx=True,
+                    )
+                pipe.zadd(
+                    self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace)}, nx=True
+                )
+                count += 1
+            await pipe.execute()
+        return count
+
+    async def mark_epoch(self, epoch: str) -> bool:
+        """True when Redis had no epoch (new, or lost its data): rebuild from the database."""
+        return bool(await self._redis.set(self._keys.epoch, epoch, nx=True))

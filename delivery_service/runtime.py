@@ -1,0 +1,174 @@
+"""Everything a worker holds while it runs, built from Settings in the app's lifespan.
+
+Handlers reach it through `request.app.state.runtime` (see api/deps.py); nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from delivery_service.clock import ServerClock
+from delivery_service.live.bus import Bus
+from delivery_service.live.connection import create_redis
+from delivery_service.live.keys import Keys
+from delivery_service.live.owners import Owners
+from delivery_service.live.scripts import Scripts
+from delivery_service.live.tickets import Tickets
+from delivery_service.live.timers import Timers
+from delivery_service.services.accounts import AccountService
+from delivery_service.services.attempts import AttemptService
+from delivery_service.services.catalog import CatalogService
+from delivery_service.services.expiry import ExpirySweeper
+from delivery_service.services.items import ItemCache
+from delivery_service.services.security import TokenService
+from delivery_service.settings import Settings
+from delivery_service.storage.database import create_engine, create_sessionmaker, db_now
+
+if TYPE_CHECKING:
+    from delivery_service.api.sockets import SocketRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    worker_id: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+    clock: ServerClock
+    bus: Bus
+    timers: Timers
+    owners: Owners
+    tickets: Tickets
+    tokens: TokenService
+    accounts: AccountService
+    catalog: CatalogService
+    attempts: AttemptService
+    sweeper: ExpirySweeper
+    sockets: SocketRegistry
+    draining: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        from delivery_service.api.sockets import SocketRegistry
+
+        engine = create_engine(settings)
+        sessions = create_sessionmaker(engine)
+        redis = create_redis(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        scripts = Scripts.register(redis)
+        clock = ServerClock()
+        bus = Bus(
+            redis,
+            keys,
+            scripts,
+            maxlen=settings.stream_maxlen,
+            ttl_seconds=settings.stream_ttl_seconds,
+        )
+        timers = Timers(redis, keys, scripts, settings.grace)
+        tokens = TokenService(
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.jwt_ttl_seconds,
+        )
+        attempts = AttemptService(
+            sessions=sessions, timers=timers, bus=bus, items=ItemCache(), grace=settings.grace
+        )
+        return cls(
+            settings=settings,
+            worker_id=secrets.token_hex(4),
+            engine=engine,
+            sessions=sessions,
+            redis=redis,
+            keys=keys,
+            clock=clock,
+            bus=bus,
+            timers=timers,
+            owners=Owners(redis, keys, scripts, int(settings.ws_heartbeat_timeout_seconds * 1000)),
+            tickets=Tickets(redis, keys, settings.ws_ticket_ttl_seconds),
+            tokens=tokens,
+            accounts=AccountService(
+                sessions=sessions, tokens=tokens, hash_cost=settings.password_hash_cost
+            ),
+            catalog=CatalogService(sessions=sessions),
+            attempts=attempts,
+            sweeper=ExpirySweeper(
+                attempts=attempts,
+                timers=timers,
+                clock=clock,
+                interval=settings.sweep_interval_seconds,
+                lease=timedelta(seconds=settings.expiry_lease_seconds),
+                reconcile_every=settings.reconcile_interval_seconds,
+            ),
+            sockets=SocketRegistry(),
+        )
+
+    async def start(self) -> None:
+        await self.sync_clock()
+        self.tasks = [
+            asyncio.create_task(self.bus.run(), name="bus"),
+            asyncio.create_task(self.sweeper.run(), name="sweeper"),
+            asyncio.create_task(self._clock_loop(), name="clock"),
+        ]
+
+    async def stop(self) -> None:
+        self.draining = True
+        await self.sockets.close_all(code=1012, reason="server restarting")
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.bus.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def sync_clock(self) -> None:
+        async with self.sessions() as s:
+            sent = self.clock.wall()
+            database_now = await db_now(s)
+            received = self.clock.wall()
+        self.clock.calibrate(sent=sent, received=received, database_now=database_now)
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.clock_sync_interval_seconds)
+            try:
+                await self.sync_clock()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("clock sync with the database failed", exc_info=True)
+
+    async def readiness(self) -> dict[str, bool]:
+        """What /readyz reports: each dependency answers, and the loops are alive."""
+        checks = {"database": False, "redis": False}
+        try:
+            async with self.sessions() as s:
+                await s.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            log.warning("readiness: database check failed", exc_info=True)
+        try:
+            checks["redis"] = bool(await self.redis.ping())
+        except Exception:
+            log.warning("readiness: redis check failed", exc_info=True)
+        checks["pubsub"] = self.bus.healthy
+        checks["sweeper"] = self.sweeper.healthy
+        checks["draining"] = self.draining
+        return checks

@@ -1,0 +1,189 @@
+"""Wire shapes shared by REST replies and WebSocket messages, so each is defined once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+from delivery_service.domain.timing import TimerView, iso
+
+UtcTime = Annotated[datetime, PlainSerializer(iso, return_type=str)]
+
+
+class Timer(BaseModel):
+    deadline: UtcTime | None = Field(description="when time runs out, null unless running")
+    server_now: UtcTime = Field(description="the server's clock when this was sent")
+    remaining_ms: int = Field(description="milliseconds left at server_now")
+    running: bool
+
+    @classmethod
+    def of(cls, view: TimerView) -> Timer:
+        return cls(
+            deadline=view.deadline,
+            server_now=view.server_now,
+            remaining_ms=view.remaining_ms,
+            running=view.running,
+        )
+
+
+class Choice(BaseModel):
+    identifier: str = Field(min_length=1, max_length=128)
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class DeliveredItem(BaseModel):
+    """An item as a candidate sees it: never its correct response or scoring."""
+
+    item_id: str
+    type: str
+    position: int
+    prompt: str
+    choices: list[Choice] | None = None
+    max_choices: int | None = None
+
+
+class ItemSummary(BaseModel):
+    item_id: str
+    position: int
+    answered: bool
+    flagged: bool
+
+
+class AttemptView(BaseModel):
+    id: uuid.UUID
+    test_id: uuid.UUID
+    user_id: uuid.UUID
+    attempt_number: int
+    state: str
+    version: int
+    position: int
+    total_items: int
+    navigation_mode: str
+    allow_pause: bool
+    items: list[ItemSummary]
+    responses: dict[str, Any]
+    flags: list[str]
+    timer: Timer
+    started_at: UtcTime | None
+    ended_at: UtcTime | None
+    end_reason: str | None
+    score: float | None = Field(None, description="staff only; null for candidates")
+    max_score: float | None = None
+
+
+class CurrentItem(BaseModel):
+    position: int
+    total_items: int
+    item: DeliveredItem
+    response: Any | None
+    flagged: bool
+    timer: Timer
+
+
+class AnswerAck(BaseModel):
+    """Sent only after the answer's transaction committed."""
+
+    item_id: str
+    client_seq: int
+    applied: bool = Field(description="false when a newer client_seq already set this item")
+    duplicate: bool = Field(description="true when this client_seq was saved before")
+    saved_at: UtcTime
+    answered: int
+
+
+class FlagAck(BaseModel):
+    item_id: str
+    flagged: bool
+
+
+class Progress(BaseModel):
+    state: str
+    position: int
+    total_items: int
+    answered: int
+    flagged: int
+    timer: Timer
+
+
+class Completion(BaseModel):
+    attempt_id: uuid.UUID
+    state: str
+    reason: Literal["submitted", "expired", "terminated"]
+    ended_at: UtcTime
+    answered: int
+    total_items: int
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChoiceItemIn(StrictModel):
+    identifier: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    type: Literal["choice"] = "choice"
+    prompt: str = Field(min_length=1, max_length=20_000)
+    choices: list[Choice] = Field(min_length=2, max_length=50)
+    correct: list[str] = Field(min_length=1)
+    points: float = Field(1.0, ge=0, le=1000)
+    max_choices: int | None = Field(
+        None, ge=0, description="how many may be chosen; default 1 with one correct, else no cap"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChoiceItemIn:
+        ids = [c.identifier for c in self.choices]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"item {self.identifier}: choice identifiers must be unique")
+        unknown = sorted(set(self.correct) - set(ids))
+        if unknown:
+            raise ValueError(f"item {self.identifier}: correct names unknown choices {unknown}")
+        if self.max_choices is not None and 0 < self.max_choices < len(set(self.correct)):
+            raise ValueError(f"item {self.identifier}: max_choices is below the correct count")
+        return self
+
+
+class TestIn(StrictModel):
+    title: str = Field(min_length=1, max_length=200)
+    time_limit_seconds: int = Field(ge=10, le=24 * 3600)
+    navigation_mode: Literal["linear", "nonlinear"] = "nonlinear"
+    attempt_limit: int = Field(1, ge=1, le=100)
+    allow_pause: bool = Field(True, description="may a candidate pause their own attempt")
+    items: list[ChoiceItemIn] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _unique_items(self) -> TestIn:
+        ids = [i.identifier for i in self.items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("item identifiers must be unique within a test")
+        return self
+
+
+class ItemOut(BaseModel):
+    identifier: str
+    type: str
+    prompt: str
+    choices: list[Choice] | None = None
+    max_choices: int | None = None
+    correct: list[str] | None = Field(None, description="staff only")
+    points: float | None = Field(None, description="staff only")
+
+
+class TestOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    time_limit_seconds: int
+    navigation_mode: str
+    attempt_limit: int
+    allow_pause: bool
+    item_count: int
+    created_at: UtcTime
+    items: list[ItemOut] | None = Field(None, description="staff only")
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    username: str
+    role: str

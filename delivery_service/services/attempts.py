@@ -1,0 +1,594 @@
+"""Attempt use cases: each loads the row under a lock, reads the database clock, lets the domain
+decide, commits, and only then schedules timers and publishes events.
+
+Ordering matters: an answer is acknowledged only after its commit (DESIGN.md §2 rule 1), and a
+Redis failure after a commit is logged, never reported as a failed write, because the sweepers'
+reconcile pass rebuilds whatever Redis missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from delivery_service.domain import attempts as rules
+from delivery_service.domain import navigation
+from delivery_service.domain.attempt_machine import OPEN_STATES
+from delivery_service.domain.errors import (
+    AttemptLimitReached,
+    AttemptNotInProgress,
+    ClientSeqConflict,
+    DeadlinePassed,
+    Forbidden,
+    NotFound,
+    UnknownItem,
+    VersionConflict,
+)
+from delivery_service.domain.interactions import ItemContent, interaction_for, score_attempt
+from delivery_service.domain.timing import iso, timer_view
+from delivery_service.live.bus import Bus
+from delivery_service.live.keys import attempt_channel
+from delivery_service.live.timers import Timers
+from delivery_service.schemas import (
+    AnswerAck,
+    AttemptView,
+    Completion,
+    CurrentItem,
+    DeliveredItem,
+    FlagAck,
+    ItemSummary,
+    Progress,
+    Timer,
+)
+from delivery_service.services.items import ItemCache
+from delivery_service.services.security import Principal
+from delivery_service.storage.database import db_now
+from delivery_service.storage.models import Attempt, Item, ItemState, ResponseEvent, Test
+
+log = logging.getLogger(__name__)
+
+Access = Literal["owner", "read", "staff"]
+AfterCommit = Callable[[], Awaitable[Any]]
+R = TypeVar("R")
+
+
+@dataclass
+class Loaded:
+    """One attempt with what every decision needs, inside one transaction."""
+
+    session: AsyncSession
+    attempt: Attempt
+    test: Test
+    now: datetime
+    after: list[AfterCommit] = field(default_factory=list)
+
+
+class AttemptService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        timers: Timers,
+        bus: Bus,
+        items: ItemCache,
+        grace: timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self._timers = timers
+        self._bus = bus
+        self._items = items
+        self._grace = grace
+
+    # ---- creating and reading -------------------------------------------------------------
+
+    async def create(self, principal: Principal, test_id: uuid.UUID) -> tuple[AttemptView, bool]:
+        """Create the caller's next attempt, or return the open one (created=False)."""
+        for _ in range(3):
+            try:
+                async with self._sessions() as s, s.begin():
+                    test = await s.get(Test, test_id)
+                    if test is None:
+                        raise NotFound("test", test_id)
+                    now = await db_now(s)
+                    open_attempt = await s.scalar(
+                        select(Attempt).where(
+                            Attempt.test_id == test_id,
+                            Attempt.user_id == principal.user_id,
+                            Attempt.state.in_(OPEN_STATES),
+                        )
+                    )
+                    if open_attempt is not None:
+                        return await self._view(s, open_attempt, test, now, principal), False
+                    used = await s.scalar(
+                        select(func.coalesce(func.max(Attempt.attempt_number), 0)).where(
+                            Attempt.test_id == test_id, Attempt.user_id == principal.user_id
+                        )
+                    )
+                    if (used or 0) >= test.attempt_limit:
+                        raise AttemptLimitReached(test.attempt_limit)
+                    item_ids = await s.scalars(
+                        select(Item.id).where(Item.test_id == test_id).order_by(Item.position)
+                    )
+                    attempt = Attempt(
+                        test_id=test_id,
+                        user_id=principal.user_id,
+                        attempt_number=(used or 0) + 1,
+                        form=[str(i) for i in item_ids],
+                        created_at=now,
+                        extra_seconds=0,
+                        position=0,
+                        state="not_started",
+                    )
+                    s.add(attempt)
+                    await s.flush()
+                    return await self._view(s, attempt, test, now, principal), True
+            except IntegrityError:
+                continue  # a concurrent create took this attempt number: look again
+        raise VersionConflict("the attempt could not be created; retry")
+
+    async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+        async with self._sessions() as s, s.begin():
+            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
+            return await self._view(s, loaded.attempt, loaded.test, loaded.now, principal)
+
+    async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
+        async with self._sessions() as s, s.begin():
+            loaded = await self._load(s, attempt_id, principal, "owner", lock=False)
+            if loaded.attempt.state != "in_progress":
+                raise AttemptNotInProgress(loaded.attempt.state)
+            return await self._current(loaded)
+
+    async def progress(self, principal: Principal, attempt_id: uuid.UUID) -> Progress:
+        async with self._sessions() as s, s.begin():
+            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
+            states = await self._states(s, loaded.attempt.id)
+            return Progress(
+                state=loaded.attempt.state,
+                position=loaded.attempt.position,
+                total_items=len(loaded.attempt.form),
+                answered=sum(1 for st in states.values() if st.response is not None),
+                flagged=sum(1 for st in states.values() if st.flagged),
+                timer=self._timer(loaded.attempt, loaded.test, loaded.now),
+            )
+
+    async def timer(self, principal: Principal, attempt_id: uuid.UUID) -> Timer:
+        async with self._sessions() as s, s.begin():
+            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
+            return self._timer(loaded.attempt, loaded.test, loaded.now)
+
+    # ---- the candidate's writes ------------------------------------------------------------
+
+    async def start(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+        async def decide(x: Loaded) -> AttemptView:
+            rules.start(x.attempt, now=x.now, time_limit_seconds=x.test.time_limit_seconds)
+            self._after_timer_change(x)
+            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+
+        return await self._write(principal, attempt_id, "owner", decide)
+
+    async def save_answer(
+        self,
+        principal: Principal,
+        attempt_id: uuid.UUID,
+        *,
+        item_id: str,
+        response: Any,
+        client_seq: int,
+        connection_id: str | None = None,
+    ) -> AnswerAck:
+        async with self._sessions() as s:
+            async with s.begin():
+                loaded = await self._load(s, attempt_id, principal, "owner", lock=True)
+                attempt = loaded.attempt
+                item = await self._item(s, attempt, item_id)
+                normalized = interaction_for(item).normalize(item, response)
+                # A replay is answered before the deadline check: a client whose ack was lost must
+                # get the same ack, even after time ran out.
+                prior = await s.scalar(
+                    select(ResponseEvent).where(
+                        ResponseEvent.attempt_id == attempt.id,
+                        ResponseEvent.client_seq == client_seq,
+                    )
+                )
+                if prior is not None:
+                    if prior.item_id != uuid.UUID(item.item_id) or prior.response != normalized:
+                        raise ClientSeqConflict(client_seq)
+                    answered = await self._answered(s, attempt.id)
+                    return AnswerAck(
+                        item_id=item_id,
+                        client_seq=client_seq,
+                        applied=prior.applied,
+                        duplicate=True,
+                        saved_at=prior.received_at,
+                        answered=answered,
+                    )
+                overdue = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
+                if overdue:
+                    completion = await self._finish(loaded, "expire")
+                else:
+                    rules.require_writable(attempt, now=loaded.now, grace=self._grace)
+                    ack = await self._record_answer(
+                        loaded, item, normalized, client_seq, principal, connection_id
+                    )
+            if overdue:
+                await self._run_after(loaded)
+                raise DeadlinePassed(iso(completion.ended_at))
+            return ack
+
+    async def navigate(
+        self, principal: Principal, attempt_id: uuid.UUID, to: navigation.Target
+    ) -> CurrentItem:
+        async def decide(x: Loaded) -> CurrentItem:
+            rules.require_writable(x.attempt, now=x.now, grace=self._grace)
+            x.attempt.position = navigation.next_position(
+                current=x.attempt.position,
+                to=to,
+                total=len(x.attempt.form),
+                mode="linear" if x.test.navigation_mode == "linear" else "nonlinear",
+            )
+            return await self._current(x)
+
+        return await self._write(principal, attempt_id, "owner", decide)
+
+    async def flag(
+        self, principal: Principal, attempt_id: uuid.UUID, item_id: str, flagged: bool
+    ) -> FlagAck:
+        async def decide(x: Loaded) -> FlagAck:
+            rules.require_writable(x.attempt, now=x.now, grace=self._grace)
+            item = await self._item(x.session, x.attempt, item_id)
+            state = await self._state_row(x.session, x.attempt.id, item)
+            state.flagged = flagged
+            return FlagAck(item_id=item_id, flagged=flagged)
+
+        return await self._write(principal, attempt_id, "owner", decide)
+
+    async def pause(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+        async def decide(x: Loaded) -> AttemptView:
+            rules.pause(x.attempt, now=x.now, allowed=principal.is_staff or x.test.allow_pause)
+            self._after_timer_change(x)
+            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+
+        return await self._write(principal, attempt_id, "read", decide)
+
+    async def resume(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+        async def decide(x: Loaded) -> AttemptView:
+            if not (principal.is_staff or x.test.allow_pause):
+                raise Forbidden("only a proctor can resume this attempt")
+            rules.resume(x.attempt, now=x.now)
+            self._after_timer_change(x)
+            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+
+        return await self._write(principal, attempt_id, "read", decide)
+
+    async def submit(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
+        async def decide(x: Loaded) -> Completion:
+            return await self._finish(x, "submit")
+
+        return await self._write(principal, attempt_id, "owner", decide)
+
+    # ---- staff actions --------------------------------------------------------------------
+
+    async def terminate(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
+        async def decide(x: Loaded) -> Completion:
+            return await self._finish(x, "terminate")
+
+        return await self._write(principal, attempt_id, "staff", decide)
+
+    async def extend(self, principal: Principal, attempt_id: uuid.UUID, seconds: int) -> Timer:
+        async def decide(x: Loaded) -> Timer:
+            rules.extend(x.attempt, seconds=seconds)
+            self._after_timer_change(x)
+            return self._timer(x.attempt, x.test, x.now)
+
+        return await self._write(principal, attempt_id, "staff", decide)
+
+    # ---- the system's own work --------------------------------------------------------------
+
+    async def expire_due(self, attempt_id: str) -> bool:
+        """Expire an attempt the sweeper claimed, if the database agrees it is due. Exactly once:
+        the locked row's state decides, whichever worker gets here first."""
+        try:
+            ident = uuid.UUID(attempt_id)
+        except ValueError:
+            await self._timers.cancel(attempt_id)
+            return False
+        loaded: Loaded | None = None
+        expired = False
+        async with self._sessions() as s:
+            async with s.begin():
+                attempt = await s.scalar(
+                    select(Attempt)
+                    .where(Attempt.id == ident)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+                if attempt is not None and attempt.state == "in_progress":
+                    test = await s.get(Test, attempt.test_id)
+                    if test is None:  # pragma: no cover - foreign key guarantees it
+                        raise NotFound("test", attempt.test_id)
+                    loaded = Loaded(s, attempt, test, await db_now(s))
+                    expired = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
+                    if expired:
+                        await self._finish(loaded, "expire")
+                    elif attempt.deadline is not None:
+                        # Redis was early or stale (an extension it missed): re-arm only.
+                        deadline, now = attempt.deadline, loaded.now
+                        loaded.after.append(
+                            lambda: self._timers.schedule(attempt_id, deadline, now)
+                        )
+        if loaded is None:  # gone, final or paused: nothing to time
+            await self._safely(self._timers.cancel(attempt_id))
+            return False
+        await self._run_after(loaded)
+        return expired
+
+    async def running_deadlines(self) -> list[tuple[str, datetime]]:
+        """Every attempt whose timer runs, with its deadline: what Redis must hold."""
+        async with self._sessions() as s:
+            rows = await s.execute(
+                select(Attempt.id, Attempt.deadline).where(Attempt.state == "in_progress")
+            )
+            return [(str(ident), deadline) for ident, deadline in rows if deadline is not None]
+
+    # ---- internals --------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        principal: Principal,
+        attempt_id: uuid.UUID,
+        access: Access,
+        decide: Callable[[Loaded], Awaitable[R]],
+    ) -> R:
+        """Run one decision in a transaction with optimistic locking; expire first if overdue."""
+        for _ in range(3):
+            try:
+                async with self._sessions() as s:
+                    async with s.begin():
+                        loaded = await self._load(s, attempt_id, principal, access, lock=True)
+                        overdue = rules.is_overdue(
+                            loaded.attempt, now=loaded.now, grace=self._grace
+                        )
+                        if overdue:
+                            completion = await self._finish(loaded, "expire")
+                        else:
+                            result = await decide(loaded)
+                    await self._run_after(loaded)
+                    if overdue:
+                        raise DeadlinePassed(iso(completion.ended_at))
+                    return result
+            except StaleDataError:
+                log.info("attempt %s changed underneath; retrying", attempt_id)
+        raise VersionConflict("the attempt kept changing; retry")
+
+    async def _load(
+        self,
+        s: AsyncSession,
+        attempt_id: uuid.UUID,
+        principal: Principal,
+        access: Access,
+        *,
+        lock: bool,
+    ) -> Loaded:
+        stmt = select(Attempt).where(Attempt.id == attempt_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        attempt = await s.scalar(stmt.execution_options(populate_existing=True))
+        owner = attempt is not None and attempt.user_id == principal.user_id
+        if attempt is None or not (owner or principal.is_staff):
+            raise NotFound("attempt", attempt_id)
+        if access == "owner" and not owner:
+            raise Forbidden("only the candidate can do this in their own attempt")
+        if access == "staff" and not principal.is_staff:
+            raise Forbidden("only a proctor or an admin can do this")
+        test = await s.get(Test, attempt.test_id)
+        if test is None:  # pragma: no cover - foreign key guarantees it
+            raise NotFound("test", attempt.test_id)
+        return Loaded(s, attempt, test, await db_now(s))
+
+    async def _finish(self, x: Loaded, event: str) -> Completion:
+        """Submit, expire or terminate: score what was saved, stamp the end, announce it."""
+        rules.finish(x.attempt, event=event, now=x.now)
+        form = await self._form(x.session, x.attempt)
+        states = await self._states(x.session, x.attempt.id)
+        responses = {str(k): st.response for k, st in states.items()}
+        x.attempt.score, x.attempt.max_score = score_attempt(form, responses)
+        completion = Completion(
+            attempt_id=x.attempt.id,
+            state=x.attempt.state,
+            reason=x.attempt.state,
+            ended_at=x.now,
+            answered=sum(1 for st in states.values() if st.response is not None),
+            total_items=len(x.attempt.form),
+        )
+        attempt_id = str(x.attempt.id)
+        x.after.append(lambda: self._timers.cancel(attempt_id))
+        x.after.append(
+            lambda: self._bus.publish(
+                attempt_channel(attempt_id),
+                "assessment_completed",
+                completion.model_dump(mode="json"),
+            )
+        )
+        return completion
+
+    def _after_timer_change(self, x: Loaded) -> None:
+        attempt_id = str(x.attempt.id)
+        timer = self._timer(x.attempt, x.test, x.now)
+        if x.attempt.state == "in_progress" and x.attempt.deadline is not None:
+            deadline, now = x.attempt.deadline, x.now
+            x.after.append(lambda: self._timers.schedule(attempt_id, deadline, now))
+        else:
+            x.after.append(lambda: self._timers.cancel(attempt_id))
+        data = {"state": x.attempt.state, "timer": timer.model_dump(mode="json")}
+        x.after.append(lambda: self._bus.publish(attempt_channel(attempt_id), "timer", data))
+
+    async def _run_after(self, x: Loaded) -> None:
+        for action in x.after:
+            await self._safely(action())
+
+    @staticmethod
+    async def _safely(pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception:
+            log.warning("post-commit Redis step failed; reconcile will repair it", exc_info=True)
+
+    async def _record_answer(
+        self,
+        x: Loaded,
+        item: ItemContent,
+        normalized: Any,
+        client_seq: int,
+        principal: Principal,
+        connection_id: str | None,
+    ) -> AnswerAck:
+        state = await self._state_row(x.session, x.attempt.id, item)
+        applied = state.client_seq is None or client_seq > state.client_seq
+        if applied:
+            state.response = normalized
+            state.client_seq = client_seq
+            state.answered_at = x.now
+        x.session.add(
+            ResponseEvent(
+                attempt_id=x.attempt.id,
+                item_id=uuid.UUID(item.item_id),
+                client_seq=client_seq,
+                response=normalized,
+                applied=applied,
+                actor_id=principal.user_id,
+                connection_id=connection_id,
+                received_at=x.now,
+            )
+        )
+        await x.session.flush()
+        return AnswerAck(
+            item_id=item.identifier,
+            client_seq=client_seq,
+            applied=applied,
+            duplicate=False,
+            saved_at=x.now,
+            answered=await self._answered(x.session, x.attempt.id),
+        )
+
+    async def _form(self, s: AsyncSession, attempt: Attempt) -> list[ItemContent]:
+        return await self._items.many(s, attempt.form)
+
+    async def _item(self, s: AsyncSession, attempt: Attempt, identifier: str) -> ItemContent:
+        for item in await self._form(s, attempt):
+            if item.identifier == identifier:
+                return item
+        raise UnknownItem(identifier)
+
+    @staticmethod
+    async def _state_row(s: AsyncSession, attempt_id: uuid.UUID, item: ItemContent) -> ItemState:
+        key = (attempt_id, uuid.UUID(item.item_id))
+        state = await s.get(ItemState, key)
+        if state is None:
+            state = ItemState(attempt_id=attempt_id, item_id=key[1], flagged=False)
+            s.add(state)
+        return state
+
+    @staticmethod
+    async def _states(s: AsyncSession, attempt_id: uuid.UUID) -> dict[uuid.UUID, ItemState]:
+        rows = await s.scalars(select(ItemState).where(ItemState.attempt_id == attempt_id))
+        return {row.item_id: row for row in rows}
+
+    @staticmethod
+    async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:
+        count = await s.scalar(
+            select(func.count())
+            .select_from(ItemState)
+            .where(ItemState.attempt_id == attempt_id, ItemState.response.is_not(None))
+        )
+        return int(count or 0)
+
+    def _timer(self, attempt: Attempt, test: Test, now: datetime) -> Timer:
+        return Timer.of(
+            timer_view(
+                state=attempt.state,
+                deadline=attempt.deadline,
+                paused_at=attempt.paused_at,
+                time_limit_seconds=test.time_limit_seconds + attempt.extra_seconds,
+                now=now,
+            )
+        )
+
+    async def _current(self, x: Loaded) -> CurrentItem:
+        form = await self._form(x.session, x.attempt)
+        item = form[x.attempt.position]
+        state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+        return CurrentItem(
+            position=x.attempt.position,
+            total_items=len(form),
+            item=delivered(item, x.attempt.position),
+            response=state.response if state else None,
+            flagged=bool(state and state.flagged),
+            timer=self._timer(x.attempt, x.test, x.now),
+        )
+
+    async def _view(
+        self, s: AsyncSession, attempt: Attempt, test: Test, now: datetime, principal: Principal
+    ) -> AttemptView:
+        form = await self._form(s, attempt)
+        states = await self._states(s, attempt.id)
+        summaries = []
+        responses: dict[str, Any] = {}
+        flags: list[str] = []
+        for position, item in enumerate(form):
+            st = states.get(uuid.UUID(item.item_id))
+            answered = st is not None and st.response is not None
+            if st is not None and answered:
+                responses[item.identifier] = st.response
+            if st is not None and st.flagged:
+                flags.append(item.identifier)
+            summaries.append(
+                ItemSummary(
+                    item_id=item.identifier,
+                    position=position,
+                    answered=answered,
+                    flagged=bool(st and st.flagged),
+                )
+            )
+        return AttemptView(
+            id=attempt.id,
+            test_id=attempt.test_id,
+            user_id=attempt.user_id,
+            attempt_number=attempt.attempt_number,
+            state=attempt.state,
+            version=attempt.version,
+            position=attempt.position,
+            total_items=len(form),
+            navigation_mode=test.navigation_mode,
+            allow_pause=test.allow_pause,
+            items=summaries,
+            responses=responses,
+            flags=flags,
+            timer=self._timer(attempt, test, now),
+            started_at=attempt.started_at,
+            ended_at=attempt.ended_at,
+            end_reason=attempt.end_reason,
+            score=attempt.score if principal.is_staff else None,
+            max_score=attempt.max_score if principal.is_staff else None,
+        )
+
+
+def delivered(item: ItemContent, position: int) -> DeliveredItem:
+    """The candidate's view of an item: the body only, never `scoring`."""
+    body = item.body
+    return DeliveredItem(
+        item_id=item.identifier,
+        type=item.type,
+        position=position,
+        prompt=body["prompt"],
+        choices=body.get("choices"),
+        max_choices=body.get("max_choices"),
+    )

@@ -1,0 +1,79 @@
+"""The expiry sweeper that runs on every worker (DESIGN.md §3).
+
+Each pass claims due attempts from the deadline sorted set (a Lua lease, so one worker at a time
+holds each) and expires them in the database, where the locked row makes the expiry happen once.
+Redis is rebuilt, not trusted: when its epoch key is gone (it lost its data) or on a regular
+interval, the sweeper re-creates timers from every running attempt in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from delivery_service.clock import ServerClock
+from delivery_service.live.timers import Timers
+from delivery_service.services.attempts import AttemptService
+
+log = logging.getLogger(__name__)
+
+
+class ExpirySweeper:
+    def __init__(
+        self,
+        *,
+        attempts: AttemptService,
+        timers: Timers,
+        clock: ServerClock,
+        interval: float,
+        lease: timedelta,
+        reconcile_every: float,
+    ) -> None:
+        self._attempts = attempts
+        self._timers = timers
+        self._clock = clock
+        self._interval = interval
+        self._lease = lease
+        self._reconcile_every = reconcile_every
+        self._last_reconcile = 0.0
+        self.healthy = False
+        self.expired_total = 0
+        self.last_lag_seconds = 0.0
+
+    async def reconcile(self) -> int:
+        running = await self._attempts.running_deadlines()
+        restored = await self._timers.restore(running, self._clock.now())
+        self._last_reconcile = time.monotonic()
+        return restored
+
+    async def sweep_once(self) -> int:
+        if await self._timers.mark_epoch(secrets.token_hex(6)):
+            log.info("Redis holds no epoch (new or emptied): rebuilding timers from the database")
+            await self.reconcile()
+        elif time.monotonic() - self._last_reconcile > self._reconcile_every:
+            await self.reconcile()
+        now = self._clock.now()
+        expired = 0
+        for attempt_id in await self._timers.claim_due(now, self._lease):
+            if await self._attempts.expire_due(attempt_id):
+                expired += 1
+        self.expired_total += expired
+        return expired
+
+    async def run(self) -> None:
+        backoff = self._interval
+        while True:
+            try:
+                await self.sweep_once()
+                self.healthy = True
+                backoff = self._interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.healthy = False
+                log.warning("expiry sweep failed; retrying in %.1fs", backoff, exc_info=True)
+                backoff = min(backoff * 2, 10.0)
+            await asyncio.sleep(backoff)
