@@ -1,0 +1,185 @@
+"""Helpers shared by the integration and cluster tests: data set-up and small clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from delivery_service.app import create_app
+from delivery_service.services.security import hash_password
+from delivery_service.settings import Settings
+from delivery_service.storage.models import User
+
+TEST_SECRET = "test-secret-for-the-examserver-suite-0123456789"
+PASSWORD = "correct horse battery staple"
+HASH_COST = 2**8
+
+
+def sample_test(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "title": "Integration test",
+        "time_limit_seconds": 600,
+        "navigation_mode": "nonlinear",
+        "attempt_limit": 2,
+        "items": [
+            {
+                "identifier": f"q{n}",
+                "type": "choice",
+                "prompt": f"Question {n}?",
+                "choices": [{"identifier": c, "text": f"Answer {c}"} for c in "ABCD"],
+                "correct": ["B"] if n != 3 else ["A", "C"],
+                "points": 1,
+            }
+            for n in range(1, 5)
+        ],
+    }
+    spec.update(overrides)
+    return spec
+
+
+async def add_user(
+    sessions: async_sessionmaker[AsyncSession], username: str, role: str = "student"
+) -> uuid.UUID:
+    async with sessions() as s, s.begin():
+        user = User(
+            username=username,
+            display_name=username.title(),
+            password_hash=hash_password(PASSWORD, cost=HASH_COST),
+            role=role,
+            created_at=datetime.now(UTC),
+        )
+        s.add(user)
+        await s.flush()
+        return user.id
+
+
+class Api:
+    """A logged-in REST client."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.http = httpx.AsyncClient(
+            base_url=f"{base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=20
+        )
+
+    @classmethod
+    async def login(cls, base_url: str, username: str, password: str = PASSWORD) -> Api:
+        async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
+            reply = await http.post(
+                "/api/v1/auth/login", json={"username": username, "password": password}
+            )
+        reply.raise_for_status()
+        return cls(base_url, reply.json()["access_token"])
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def post(self, path: str, body: Any = None, expect: int | None = 200) -> Any:
+        reply = await self.http.post(path, json=body)
+        if expect is not None:
+            assert reply.status_code == expect, reply.text
+        return reply.json()
+
+    async def get(self, path: str, expect: int | None = 200) -> Any:
+        reply = await self.http.get(path)
+        if expect is not None:
+            assert reply.status_code == expect, reply.text
+        return reply.json()
+
+    async def ticket(self, attempt_id: str | None = None) -> str:
+        body = {"attempt_id": attempt_id} if attempt_id else None
+        return str((await self.post("/ws-tickets", body, expect=201))["ticket"])
+
+    def ws_url(self, attempt_id: str, **query: str) -> str:
+        base = self.base_url.replace("http://", "ws://")
+        suffix = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"{base}/api/v1/attempts/{attempt_id}/ws" + (f"?{suffix}" if suffix else "")
+
+
+class Socket:
+    """A WebSocket client that reads messages by type and remembers everything it saw."""
+
+    def __init__(self, connection: websockets.ClientConnection) -> None:
+        self.connection = connection
+        self.seen: list[dict[str, Any]] = []
+        self._counter = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, **kwargs: Any) -> AsyncIterator[Socket]:
+        async with websockets.connect(url, open_timeout=10, **kwargs) as connection:
+            yield cls(connection)
+
+    async def send(self, type_: str, data: dict[str, Any] | None = None) -> str:
+        self._counter += 1
+        msg_id = f"m{self._counter}"
+        await self.connection.send(json.dumps({"type": type_, "id": msg_id, "data": data or {}}))
+        return msg_id
+
+    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+        message = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+        self.seen.append(message)
+        return dict(message)
+
+    async def until(self, type_: str, timeout: float = 10, re: str | None = None) -> dict[str, Any]:
+        """The next message of `type_` (answering `re`, if given), skipping others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.receive(timeout)
+                if message["type"] == type_ and (re is None or message.get("re") == re):
+                    return message
+
+    async def request(self, type_: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send and return the reply (an `error` reply included)."""
+        msg_id = await self.send(type_, data)
+        async with asyncio.timeout(10):
+            while True:
+                message = await self.receive()
+                if message.get("re") == msg_id:
+                    return message
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[str]:
+    """Serve the real app with uvicorn inside the test's event loop; yield its base URL."""
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_max_size=4 * settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=20)
+        sock.close()
