@@ -54,6 +54,9 @@ def start(
 
 def require_writable(attempt: AttemptFields, *, now: datetime, grace: timedelta) -> None:
     """Raise unless a candidate's write may still change this attempt."""
+    if attempt.state == "expired":
+        # Whether the sweeper or this write noticed first, a late answer gets the same answer.
+        raise DeadlinePassed(timing.iso(_present(attempt.deadline, "deadline")))
     if attempt.state != "in_progress":
         raise AttemptNotInProgress(attempt.state)
     deadline = _present(attempt.deadline, "deadline")

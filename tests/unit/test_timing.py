@@ -63,6 +63,13 @@ def test_answer_at_deadline_plus_grace_is_accepted_and_a_millisecond_later_refus
         )
 
 
+def test_a_write_to_an_expired_attempt_is_a_passed_deadline() -> None:
+    row = started(60)
+    rules.finish(row, event="expire", now=T0 + timedelta(seconds=63))
+    with pytest.raises(DeadlinePassed):
+        rules.require_writable(row, now=T0 + timedelta(seconds=64), grace=GRACE)
+
+
 def test_writes_need_an_attempt_in_progress() -> None:
     with pytest.raises(AttemptNotInProgress):
         rules.require_writable(Row(), now=T0, grace=GRACE)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from delivery_service.settings import Settings
+from tests.support import Api, add_user, running_server, sample_test
+
+
+@dataclass
+class World:
+    base_url: str
+    teacher: Api
+    student: Api
+    other: Api
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+
+    async def new_test(self, **overrides: object) -> str:
+        created = await self.teacher.post("/tests", sample_test(**overrides), expect=201)
+        return str(created["id"])
+
+    async def started_attempt(self, **overrides: object) -> str:
+        test_id = await self.new_test(**overrides)
+        attempt = await self.student.post("/attempts", {"test_id": test_id}, expect=201)
+        await self.student.post(f"/attempts/{attempt['id']}/start")
+        return str(attempt["id"])
+
+
+@pytest.fixture
+def server_settings(settings: Settings) -> Settings:
+    """Override in a module to change settings for its server."""
+    return settings
+
+
+@pytest.fixture
+async def world(
+    server_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[World]:
+    await add_user(sessions, "teacher", "teacher")
+    await add_user(sessions, "student1")
+    await add_user(sessions, "student2")
+    async with running_server(server_settings) as base_url:
+        teacher = await Api.login(base_url, "teacher")
+        student = await Api.login(base_url, "student1")
+        other = await Api.login(base_url, "student2")
+        try:
+            yield World(base_url, teacher, student, other, sessions, server_settings)
+        finally:
+            for api in (teacher, student, other):
+                await api.close()
