@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,7 @@ def postgres_schema() -> str:
 
 
 @pytest.fixture
-def pg_url(postgres_schema: str) -> Iterator[str]:
+def pg_url(postgres_schema: str) -> str:
     async def truncate() -> None:
         engine = create_async_engine(postgres_schema, poolclass=NullPool)
         async with engine.begin() as conn:
@@ -62,7 +62,7 @@ def pg_url(postgres_schema: str) -> Iterator[str]:
         await engine.dispose()
 
     asyncio.run(truncate())
-    yield postgres_schema
+    return postgres_schema
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
 
 from delivery_service.schemas import (
     AnswerAck,
@@ -28,15 +28,21 @@ from delivery_service.schemas import (
 MessageId = Annotated[str, Field(max_length=64)]
 
 
-class _Client(StrictModel):
+class _In(StrictModel):
+    """Client input is strict: "yes" is not a boolean and "5" is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Client(_In):
     id: MessageId | None = Field(None, description="echoed back as `re` in the reply")
 
 
-class Empty(StrictModel):
+class Empty(_In):
     pass
 
 
-class AuthData(StrictModel):
+class AuthData(_In):
     token: str = Field(min_length=1, max_length=4096)
 
 
@@ -45,7 +51,7 @@ class Auth(_Client):
     data: AuthData
 
 
-class StartData(StrictModel):
+class StartData(_In):
     test_id: str | None = Field(None, description="accepted for source 004 clients; ignored")
 
 
@@ -54,7 +60,7 @@ class StartAssessment(_Client):
     data: StartData = Field(default_factory=StartData)
 
 
-class GetQuestionData(StrictModel):
+class GetQuestionData(_In):
     index: int | None = Field(None, ge=0, description="move there first (nonlinear rules apply)")
 
 
@@ -63,7 +69,7 @@ class GetQuestion(_Client):
     data: GetQuestionData = Field(default_factory=GetQuestionData)
 
 
-class SubmitAnswerData(StrictModel):
+class SubmitAnswerData(_In):
     item_id: str = Field(
         min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "question_id")
     )
@@ -90,7 +96,7 @@ class Heartbeat(_Client):
     data: Empty = Field(default_factory=Empty)
 
 
-class PingData(StrictModel):
+class PingData(_In):
     client_time: float | None = Field(None, description="client clock (ms since epoch), echoed")
 
 
@@ -99,7 +105,7 @@ class Ping(_Client):
     data: PingData = Field(default_factory=PingData)
 
 
-class NavigateData(StrictModel):
+class NavigateData(_In):
     to: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
 
 
@@ -108,7 +114,7 @@ class Navigate(_Client):
     data: NavigateData
 
 
-class FlagData(StrictModel):
+class FlagData(_In):
     item_id: str = Field(min_length=1, max_length=128)
     flagged: bool
 

@@ -107,6 +107,10 @@ class AttemptConnection:
         self._bucket = TokenBucket(rate=settings.ws_rate_per_second, burst=settings.ws_rate_burst)
         self._violations: list[float] = []
         self._completed_sent = False
+        # While this socket's own end_assessment runs, the bus copy of the completion waits here:
+        # the reply carries it (with `re`); the copy is sent only if the submit fails.
+        self._ending = False
+        self._held_completion: Event | None = None
         self._closing = False
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -295,7 +299,7 @@ class AttemptConnection:
             await self._violation("unknown_type", f"unknown message type {kind!r}", re=re)
             return
         try:
-            message = p.client_message.validate_python(body)
+            message = p.client_message.validate_json(raw)
         except ValidationError as exc:
             await self._violation(
                 "invalid_message",
@@ -380,8 +384,17 @@ class AttemptConnection:
                 await self._send(p.FlagSaved(re=re, data=flag))
             case p.EndAssessment():
                 await self._ensure_owner()
-                completion = await svc.submit(who, ident)
-                await self._send_completion(completion, re=re)
+                self._ending = True
+                try:
+                    completion = await svc.submit(who, ident)
+                except DomainError:
+                    self._release_held_completion()
+                    raise
+                finally:
+                    self._ending = False
+                self._held_completion = None
+                self._completed_sent = True
+                await self._send(p.AssessmentCompleted(re=re, data=completion))
             case p.Auth():
                 await self._error("already_authenticated", "this socket is authenticated", re=re)
 
@@ -417,21 +430,26 @@ class AttemptConnection:
             data = p.TimerData.model_validate(event.data)
             self._push(p.TimerMessage(seq=event.event_id, data=data))
         elif event.type == "assessment_completed":
-            completion = Completion.model_validate(event.data)
-            self._spawn(self._send_completion(completion, seq=event.event_id))
+            if self._ending:
+                self._held_completion = event
+            else:
+                self._forward_completion(event)
 
     def _supersede(self) -> None:
         if not self._closing:
             self._push(p.Superseded())
             self.close(CLOSE_SUPERSEDED, "superseded")
 
-    async def _send_completion(
-        self, completion: Completion, *, re: str | None = None, seq: str | None = None
-    ) -> None:
-        if self._completed_sent:
-            return
-        self._completed_sent = True
-        await self._send(p.AssessmentCompleted(re=re, seq=seq, data=completion))
+    def _forward_completion(self, event: Event) -> None:
+        if not self._completed_sent:
+            self._completed_sent = True
+            data = Completion.model_validate(event.data)
+            self._push(p.AssessmentCompleted(seq=event.event_id, data=data))
+
+    def _release_held_completion(self) -> None:
+        held, self._held_completion = self._held_completion, None
+        if held is not None:
+            self._forward_completion(held)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import (
@@ -41,7 +41,7 @@ class NavigateIn(StrictModel):
 
 class FlagIn(StrictModel):
     item_id: str = Field(min_length=1, max_length=128)
-    flagged: bool
+    flagged: StrictBool
 
 
 class ExtendIn(StrictModel):
