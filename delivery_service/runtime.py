@@ -32,7 +32,12 @@ from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import TokenService
 from delivery_service.settings import Settings
-from delivery_service.storage.database import create_engine, create_sessionmaker, db_now
+from delivery_service.storage.database import (
+    check_durability,
+    create_engine,
+    create_sessionmaker,
+    db_now,
+)
 
 if TYPE_CHECKING:
     from delivery_service.api.sockets import SocketRegistry
@@ -119,6 +124,8 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        async with self.sessions() as s:
+            await check_durability(s)
         await self.sync_clock()
         self.tasks = [
             asyncio.create_task(self.bus.run(), name="bus"),

@@ -312,6 +312,8 @@ class AttemptConnection:
             await self._dispatch(message)
         except DomainError as exc:
             await self._error(exc.code, exc.message, re=message.id, details=exc.details)
+            if isinstance(exc, SupersededError):
+                self._supersede()
         except Exception:
             log.exception("socket handler failed on %s", body["type"])
             await self._error("internal_error", "the server failed; retry", re=message.id)
@@ -402,7 +404,6 @@ class AttemptConnection:
         """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now."""
         owned = await self.rt.owners.refresh(str(self.attempt_id), self._user_id, self.id)
         if not owned:
-            self._supersede()
             raise SupersededError("this connection was superseded by a newer one")
 
     async def _timer(self) -> tuple[Timer, str | None]:

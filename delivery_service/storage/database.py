@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,3 +55,23 @@ async def db_now(session: AsyncSession) -> datetime:
         return value.astimezone(UTC)  # type: ignore[no-any-return]
     text = (await session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))).scalar_one()
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+DURABLE_COMMIT_LEVELS = frozenset({"on", "remote_write", "remote_apply"})
+
+
+async def check_durability(session: AsyncSession) -> str:
+    """Refuse to serve when a commit can be lost after it returned (DESIGN.md §2 rule 1).
+
+    An answer is acknowledged once its transaction commits; with synchronous_commit=off (or
+    local, which skips a synchronous standby) PostgreSQL may report a commit it has not flushed.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return "sqlite synchronous=FULL"
+    level = str((await session.execute(text("SHOW synchronous_commit"))).scalar_one())
+    if level not in DURABLE_COMMIT_LEVELS:
+        raise RuntimeError(
+            f"PostgreSQL synchronous_commit is {level!r}: acknowledged answers could be lost. "
+            "Set it to 'on' for the examserver database."
+        )
+    return level

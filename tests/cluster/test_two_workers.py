@@ -162,15 +162,16 @@ async def test_redis_losing_everything_mid_exam_changes_nothing_for_the_candidat
     a, b = await cluster.start_worker(), await cluster.start_worker()
     teacher = await Api.login(a.base_url, "teacher")
     student = await Api.login(a.base_url, "student1")
+    on_b = Api(b.base_url, student.token)
     aid = await new_attempt(teacher, student)
-    async with Socket.open(student.ws_url(aid, ticket=await student.ticket())) as ws:
-        state = await hello(ws)
+    async with Socket.open(student.ws_url(aid, ticket=await student.ticket())) as old:
+        state = await hello(old)
         deadline = state["timer"]["deadline"]  # type: ignore[index]
-        await ws.request("submit_answer", {"item_id": "q1", "response": "B", "client_seq": 1})
+        await old.request("submit_answer", {"item_id": "q1", "response": "B", "client_seq": 1})
 
         await cluster.redis.flushdb()  # every key of ours: timers, deadlines, streams, owners
 
-        timer = await ws.request("ping", {"client_time": 1})
+        timer = await old.request("ping", {"client_time": 1})
         assert timer["data"]["timer"]["deadline"] == deadline
         for _ in range(50):  # the sweepers notice the missing epoch and rebuild from PostgreSQL
             if await cluster.redis.get(cluster.keys.timer(aid)) is not None:
@@ -178,15 +179,29 @@ async def test_redis_losing_everything_mid_exam_changes_nothing_for_the_candidat
             await asyncio.sleep(0.1)
         restored = int(await cluster.redis.get(cluster.keys.timer(aid)) or 0)
         assert restored == int(datetime.fromisoformat(deadline).timestamp() * 1000)
-        ack = await ws.request("submit_answer", {"item_id": "q2", "response": "A", "client_seq": 2})
-        assert ack["type"] == "answer_feedback"
 
-        await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
-        completed = await ws.until("assessment_completed", timeout=15)
-        assert completed["data"]["reason"] == "expired"
-        assert completed["data"]["answered"] == 2
-    await teacher.close()
-    await student.close()
+        async with Socket.open(on_b.ws_url(aid, ticket=await on_b.ticket())) as new:
+            assert (await hello(new))["responses"] == {"q1": ["B"]}
+            # The owner key was lost, so no one could tell the old socket; it finds out itself
+            # on its next write and can change nothing.
+            refused = await old.request(
+                "submit_answer", {"item_id": "q2", "response": "C", "client_seq": 2}
+            )
+            assert refused["data"]["code"] == "superseded"
+            with pytest.raises(ConnectionClosed):
+                await old.until("never", timeout=5)
+            assert old.connection.close_code == 4409
+
+            ack = await new.request(
+                "submit_answer", {"item_id": "q2", "response": "A", "client_seq": 2}
+            )
+            assert ack["data"]["applied"] is True
+            await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
+            completed = await new.until("assessment_completed", timeout=15)
+            assert completed["data"]["reason"] == "expired"
+            assert completed["data"]["answered"] == 2
+    for api in (teacher, student, on_b):
+        await api.close()
 
 
 async def test_timers_survive_every_worker_restarting_with_redis_emptied_meanwhile(
