@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     for module in (auth, tests, attempts):
         api.include_router(module.router)
     api.include_router(socket_router)

@@ -23,6 +23,7 @@ from delivery_service.live.connection import create_redis
 from delivery_service.live.keys import Keys
 from delivery_service.live.owners import Owners
 from delivery_service.live.scripts import Scripts
+from delivery_service.live.throttle import LoginThrottle
 from delivery_service.live.tickets import Tickets
 from delivery_service.live.timers import Timers
 from delivery_service.services.accounts import AccountService
@@ -108,7 +109,15 @@ class Runtime:
             tickets=Tickets(redis, keys, settings.ws_ticket_ttl_seconds),
             tokens=tokens,
             accounts=AccountService(
-                sessions=sessions, tokens=tokens, hash_cost=settings.password_hash_cost
+                sessions=sessions,
+                tokens=tokens,
+                throttle=LoginThrottle(
+                    redis,
+                    keys,
+                    max_failures=settings.login_max_failures,
+                    window_seconds=settings.login_window_seconds,
+                ),
+                hash_cost=settings.password_hash_cost,
             ),
             catalog=CatalogService(sessions=sessions),
             attempts=attempts,

@@ -74,6 +74,21 @@ class AttemptView(BaseModel):
     max_score: float | None = None
 
 
+class AttemptSummary(BaseModel):
+    """One line of an attempt list: enough to find and resume it, without its responses."""
+
+    id: uuid.UUID
+    test_id: uuid.UUID
+    test_title: str
+    user_id: uuid.UUID
+    attempt_number: int
+    state: str
+    started_at: UtcTime | None
+    deadline: UtcTime | None
+    ended_at: UtcTime | None
+    end_reason: str | None
+
+
 class CurrentItem(BaseModel):
     position: int
     total_items: int

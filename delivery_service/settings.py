@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "examserver"
     jwt_ttl_seconds: int = 8 * 3600
     password_hash_cost: int = Field(2**14, description="scrypt N; lower only in tests")
+    login_max_failures: int = Field(10, description="failed logins per user before a pause")
+    login_window_seconds: int = 300
 
     allowed_origins: list[str] = Field(
         default_factory=list,

@@ -31,6 +31,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_response": 422,
     "position_out_of_range": 422,
     "validation_error": 422,
+    "too_many_attempts": 429,
 }
 
 
@@ -42,6 +43,19 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "not authenticated (`unauthorized`, `invalid_credentials`)",
+        403: "not allowed (`forbidden`, `navigation_forbidden`, `pause_not_allowed`)",
+        404: "not found, or not yours (`…_not_found`)",
+        409: "conflicts with the current state (`invalid_transition`, `deadline_passed`, …)",
+        422: "invalid input (`validation_error`, `invalid_response`, `unknown_item`, …)",
+        429: "too many attempts (`too_many_attempts`)",
+    }.items()
+}
 
 
 class ApiError(Exception):

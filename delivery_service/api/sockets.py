@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import jwt
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from delivery_service.api import protocol as p
@@ -401,8 +402,16 @@ class AttemptConnection:
                 await self._error("already_authenticated", "this socket is authenticated", re=re)
 
     async def _ensure_owner(self) -> None:
-        """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now."""
-        owned = await self.rt.owners.refresh(str(self.attempt_id), self._user_id, self.id)
+        """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now.
+
+        Fails open: with Redis unreachable the write goes ahead, because saving a candidate's
+        answer matters more than the two-tab guard, and the database keeps every write in order.
+        """
+        try:
+            owned = await self.rt.owners.refresh(str(self.attempt_id), self._user_id, self.id)
+        except RedisError:
+            log.warning("ownership check skipped: Redis unavailable", exc_info=True)
+            return
         if not owned:
             raise SupersededError("this connection was superseded by a newer one")
 

@@ -28,6 +28,9 @@ class Keys:
     def owner(self, attempt_id: str, user_id: str) -> str:
         return f"{self.prefix}:owner:{{a:{attempt_id}}}:{user_id}"
 
+    def login_failures(self, username: str) -> str:
+        return f"{self.prefix}:login-failures:{username.lower()}"
+
     def ticket(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket}"
 

@@ -40,6 +40,7 @@ from delivery_service.live.keys import attempt_channel
 from delivery_service.live.timers import Timers
 from delivery_service.schemas import (
     AnswerAck,
+    AttemptSummary,
     AttemptView,
     Completion,
     CurrentItem,
@@ -134,6 +135,39 @@ class AttemptService:
             except IntegrityError:
                 continue  # a concurrent create took this attempt number: look again
         raise VersionConflict("the attempt could not be created; retry")
+
+    async def list_attempts(
+        self,
+        principal: Principal,
+        *,
+        test_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
+    ) -> list[AttemptSummary]:
+        """Candidates list their own attempts; staff may list anyone's, by test or candidate."""
+        stmt = select(Attempt, Test.title).join(Test, Test.id == Attempt.test_id)
+        if not principal.is_staff:
+            stmt = stmt.where(Attempt.user_id == principal.user_id)
+        elif user_id is not None:
+            stmt = stmt.where(Attempt.user_id == user_id)
+        if test_id is not None:
+            stmt = stmt.where(Attempt.test_id == test_id)
+        async with self._sessions() as s:
+            rows = await s.execute(stmt.order_by(Attempt.created_at.desc()).limit(500))
+            return [
+                AttemptSummary(
+                    id=a.id,
+                    test_id=a.test_id,
+                    test_title=title,
+                    user_id=a.user_id,
+                    attempt_number=a.attempt_number,
+                    state=a.state,
+                    started_at=a.started_at,
+                    deadline=a.deadline,
+                    ended_at=a.ended_at,
+                    end_reason=a.end_reason,
+                )
+                for a, title in rows
+            ]
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async with self._sessions() as s, s.begin():

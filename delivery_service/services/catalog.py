@@ -25,7 +25,7 @@ class CatalogService:
             test = await add_test(s, spec, created_by=principal.user_id)
             return await self._out(s, test, principal)
 
-    async def list(self, principal: Principal) -> list[TestOut]:
+    async def list_tests(self, principal: Principal) -> list[TestOut]:
         async with self._sessions() as s, s.begin():
             tests = await s.scalars(select(Test).order_by(Test.created_at.desc()))
             return [await self._out(s, t, principal, with_items=False) for t in tests]

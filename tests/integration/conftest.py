@@ -7,17 +7,21 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.settings import Settings
-from tests.support import Api, add_user, running_server, sample_test
+from tests.support import Api, Served, add_user, running_server, sample_test
 
 
 @dataclass
 class World:
-    base_url: str
+    served: Served
     teacher: Api
     student: Api
     other: Api
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
+
+    @property
+    def base_url(self) -> str:
+        return self.served.url
 
     async def new_test(self, **overrides: object) -> str:
         created = await self.teacher.post("/tests", sample_test(**overrides), expect=201)
@@ -43,12 +47,12 @@ async def world(
     await add_user(sessions, "teacher", "teacher")
     await add_user(sessions, "student1")
     await add_user(sessions, "student2")
-    async with running_server(server_settings) as base_url:
-        teacher = await Api.login(base_url, "teacher")
-        student = await Api.login(base_url, "student1")
-        other = await Api.login(base_url, "student2")
+    async with running_server(server_settings) as served:
+        teacher = await Api.login(served.url, "teacher")
+        student = await Api.login(served.url, "student1")
+        other = await Api.login(served.url, "student2")
         try:
-            yield World(base_url, teacher, student, other, sessions, server_settings)
+            yield World(served, teacher, student, other, sessions, server_settings)
         finally:
             for api in (teacher, student, other):
                 await api.close()

@@ -249,10 +249,10 @@ async def test_an_unknown_epoch_is_not_recovered(world: World) -> None:
 
 async def test_a_silent_socket_is_closed(world: World) -> None:
     aid = await world.started_attempt()
-    async with running_quiet_server(world) as base:
+    async with running_quiet_server(world) as served:
         from tests.support import Api
 
-        api = await Api.login(base, "student1")
+        api = await Api.login(served.url, "student1")
         try:
             async with Socket.open(api.ws_url(aid, ticket=await api.ticket())) as ws:
                 await greeted(ws)
@@ -277,3 +277,22 @@ async def test_an_unknown_ticket_is_refused_at_the_handshake(world: World) -> No
         async with Socket.open(world.student.ws_url(aid, ticket="not-a-ticket")):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_answers_are_still_saved_when_the_ownership_check_cannot_reach_redis(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    aid = await world.started_attempt()
+    async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
+        await greeted(ws)
+
+        async def unreachable(*_: object) -> bool:
+            raise RedisConnectionError("Redis is down")
+
+        monkeypatch.setattr(world.served.runtime.owners, "refresh", unreachable)
+        ack = await ws.request("submit_answer", {"item_id": "q1", "response": "B", "client_seq": 1})
+        assert ack["type"] == "answer_feedback"
+    state = await world.student.get(f"/attempts/{aid}")
+    assert state["responses"] == {"q1": ["B"]}

@@ -272,3 +272,41 @@ async def test_health_and_readiness(world: World) -> None:
         ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] is True
+
+
+async def test_candidates_list_their_own_attempts_and_staff_filter_anyones(world: World) -> None:
+    first = await world.started_attempt()
+    theirs = await world.other.post(
+        "/attempts", {"test_id": await world.new_test(title="Other")}, expect=201
+    )
+    mine = await world.student.get("/attempts")
+    assert [a["id"] for a in mine] == [first]
+    assert mine[0]["test_title"] == "Integration test"
+    assert mine[0]["state"] == "in_progress"
+    everyone = await world.teacher.get("/attempts")
+    assert {a["id"] for a in everyone} == {first, theirs["id"]}
+    by_user = await world.teacher.get(f"/attempts?user_id={theirs['user_id']}")
+    assert [a["id"] for a in by_user] == [theirs["id"]]
+
+
+async def test_repeated_failed_logins_are_throttled_per_user(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.base_url) as http:
+        codes = []
+        for _ in range(world.settings.login_max_failures + 1):
+            reply = await http.post(
+                "/api/v1/auth/login", json={"username": "student2", "password": "guess"}
+            )
+            codes.append(reply.status_code)
+        right = await http.post(
+            "/api/v1/auth/login",
+            json={"username": "student2", "password": "correct horse battery staple"},
+        )
+        other = await http.post(
+            "/api/v1/auth/login",
+            json={"username": "student1", "password": "correct horse battery staple"},
+        )
+    assert codes[:-1] == [401] * world.settings.login_max_failures
+    assert codes[-1] == 429
+    assert right.status_code == 429
+    assert right.json()["error"]["code"] == "too_many_attempts"
+    assert other.status_code == 200

@@ -11,6 +11,7 @@ from pydantic import Field, StrictBool
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import (
     AnswerAck,
+    AttemptSummary,
     AttemptView,
     Completion,
     CurrentItem,
@@ -57,6 +58,17 @@ async def create_attempt(
     if not created:
         response.status_code = 200
     return view
+
+
+@router.get("", response_model=list[AttemptSummary])
+async def list_attempts(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    test_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+) -> list[AttemptSummary]:
+    """The caller's attempts, newest first; staff may filter anyone's by test or candidate."""
+    return await runtime.attempts.list_attempts(user, test_id=test_id, user_id=user_id)
 
 
 @router.get("/{attempt_id}", response_model=AttemptView)

@@ -19,7 +19,7 @@ async def create_test(body: TestIn, user: CurrentUser, runtime: RuntimeDep) -> T
 
 @router.get("", response_model=list[TestOut])
 async def list_tests(user: CurrentUser, runtime: RuntimeDep) -> list[TestOut]:
-    return await runtime.catalog.list(user)
+    return await runtime.catalog.list_tests(user)
 
 
 @router.get("/{test_id}", response_model=TestOut)
