@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from delivery_service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +143,32 @@ def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         proxy_headers=True,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app, settings.drain_seconds)
     configure_logging()
     server.run()
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT, drain before shutting down: /readyz answers 503 and new
+    sockets are told to reconnect elsewhere for `drain_seconds`, so a load balancer stops sending
+    traffic here first. Then uvicorn stops listening and closes sockets with 1012. A second signal
+    exits at once."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_seconds = drain_seconds
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        runtime = getattr(self._app.state, "runtime", None)
+        if self._drain_seconds > 0 and runtime is not None and not runtime.draining:
+            runtime.draining = True
+            log.info("draining for %.1fs before shutting down", self._drain_seconds)
+            later = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))
+            later.daemon = True
+            later.start()
+            return
+        super().handle_exit(sig, frame)
 
 
 COMMANDS = {

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     ws_heartbeat_timeout_seconds: float = 45.0
     ws_send_queue_size: int = 256
 
+    drain_seconds: float = Field(
+        2.0, description="after SIGTERM, how long /readyz answers 503 before shutting down"
+    )
     grace_ms: int = Field(2000, description="network grace after a deadline, milliseconds")
     sweep_interval_seconds: float = 0.5
     expiry_lease_seconds: float = 30.0

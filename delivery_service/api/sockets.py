@@ -127,6 +127,9 @@ class AttemptConnection:
     async def _serve(self) -> None:
         settings = self.rt.settings
         if self.rt.draining:
+            # Accept, then close with "service restart": a clear reconnect-elsewhere signal,
+            # where a refused handshake would look like an authentication failure.
+            await self.ws.accept()
             await self.ws.close(code=CLOSE_RESTART)
             return
         if not origin_allowed(self.ws, settings.allowed_origins):

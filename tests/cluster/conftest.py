@@ -43,6 +43,10 @@ class Worker:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+        self.wait()
+
+    def wait(self) -> None:
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -85,8 +89,12 @@ class Cluster:
         raise RuntimeError(f"worker on {port} never became ready:\n{log.read_text()}")
 
     def stop_all(self) -> None:
+        """Terminate all at once (each drains for a moment), then wait for every one."""
         for worker in self.workers:
-            worker.stop()
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.wait()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from datetime import datetime
 
 import pytest
@@ -234,3 +235,38 @@ async def test_timers_survive_every_worker_restarting_with_redis_emptied_meanwhi
     assert await cluster.redis.zscore(cluster.keys.deadlines, running) is not None
     await student.close()
     assert c.process.poll() is None
+
+
+async def test_a_terminated_worker_drains_and_its_candidate_continues_elsewhere(
+    cluster: Cluster,
+) -> None:
+    import httpx
+
+    a, b = await cluster.start_worker(), await cluster.start_worker()
+    teacher = await Api.login(b.base_url, "teacher")
+    student = await Api.login(a.base_url, "student1")
+    aid = await new_attempt(teacher, student)
+    async with Socket.open(student.ws_url(aid, ticket=await student.ticket())) as ws:
+        await hello(ws)
+        await ws.request("submit_answer", {"item_id": "q1", "response": "B", "client_seq": 1})
+        a.process.send_signal(signal.SIGTERM)
+        async with httpx.AsyncClient(base_url=a.base_url) as http:
+            for _ in range(20):
+                ready = await http.get("/readyz")
+                if ready.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["draining"] is True
+        # Still serving its candidate while the load balancer moves traffic away.
+        ack = await ws.request("submit_answer", {"item_id": "q2", "response": "A", "client_seq": 2})
+        assert ack["type"] == "answer_feedback"
+        with pytest.raises(ConnectionClosed):
+            await ws.until("never", timeout=15)
+        assert ws.connection.close_code == 1012
+    a.process.wait(timeout=15)
+    on_b = Api(b.base_url, student.token)
+    async with Socket.open(on_b.ws_url(aid, ticket=await on_b.ticket())) as ws:
+        assert (await hello(ws))["responses"] == {"q1": ["B"], "q2": ["A"]}
+    for api in (teacher, student, on_b):
+        await api.close()
