@@ -1,0 +1,96 @@
+"""The commands a newcomer and an operator type, run as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import postgres_problem, require
+from tests.support import TEST_SECRET, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def examserver(
+    *args: str, env: dict[str, str], unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in unset} | env
+    return subprocess.run(
+        [sys.executable, "-m", "delivery_service", *args],
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_demo_starts_with_demo_users_and_a_sample_test(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "delivery_service", "demo", "--port", str(port),
+             "--database", str(tmp_path / "demo.db")],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"the demo never became ready:\n{log.read_text()}")
+        login = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "student30", "password": "demo"}
+        )
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        tests = httpx.get(f"{base}/api/v1/tests", headers={"Authorization": f"Bearer {token}"})
+        assert [t["item_count"] for t in tests.json()] == [5]
+        printed = log.read_text()
+        assert f"{base}/docs" in printed
+        assert 'password is "demo"' in printed
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=20)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrate_and_seed_demo_load_any_database_and_can_run_twice(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":
+        require(postgres_problem())
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}"
+    env = {
+        "EXAMSERVER_DATABASE_URL": url,
+        "EXAMSERVER_JWT_SECRET": TEST_SECRET,
+        "EXAMSERVER_PASSWORD_HASH_COST": "256",
+    }
+    migrated = examserver("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    first = examserver("seed-demo", env=env)
+    second = examserver("seed-demo", env=env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "32 users created" in first.stdout
+    assert "0 users created" in second.stdout
+
+
+def test_serve_refuses_to_start_with_the_public_demo_secret() -> None:
+    refused = examserver("serve", env={}, unset=("EXAMSERVER_JWT_SECRET", "EXAMSERVER_ENVIRONMENT"))
+    assert refused.returncode == 2
+    assert "EXAMSERVER_JWT_SECRET must be set" in refused.stderr
