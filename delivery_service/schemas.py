@@ -6,7 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from delivery_service.domain.timing import TimerView, iso
 
@@ -202,3 +209,42 @@ class UserOut(BaseModel):
     id: uuid.UUID
     username: str
     role: str
+
+
+class ClassIn(StrictModel):
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+    teacher_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="more teachers; a teacher creating it is always one"
+    )
+
+
+class ClassUpdate(StrictModel):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+
+
+class MemberIn(StrictModel):
+    """Name a user by id or by username."""
+
+    user_id: uuid.UUID | None = Field(
+        None, validation_alias=AliasChoices("user_id", "student_id", "teacher_id")
+    )
+    username: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one(self) -> MemberIn:
+        if (self.user_id is None) == (self.username is None):
+            raise ValueError("give exactly one of user_id (or student_id/teacher_id) and username")
+        return self
+
+
+class ClassOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    state: str
+    teachers: list[UserOut]
+    students: list[UserOut]
+    created_at: UtcTime
+    updated_at: UtcTime | None

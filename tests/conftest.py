@@ -18,7 +18,10 @@ from delivery_service.storage.migrate import upgrade
 from tests.services import PG_URL, REDIS_URL, postgres_problem, redis_problem, require
 from tests.support import HASH_COST, TEST_SECRET
 
-TABLES = "response_history, item_states, attempts, items, tests, users"
+TABLES = (
+    "audit_log, session_events, session_participants, sessions, class_students, "
+    "class_teachers, classes, response_history, item_states, attempts, items, tests, users"
+)
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: object) -> Settings:

@@ -35,11 +35,13 @@ FINAL_STATES = frozenset({"submitted", "expired", "terminated"})
 OPEN_STATES = frozenset({"not_started", "in_progress", "paused"})
 
 
-def transition(model: Any, event: str) -> None:
+def transition(
+    model: Any, event: str, machine: type[StateMachine] = AttemptMachine, what: str = "attempt"
+) -> None:
     """Apply `event` to `model.state`, raising `InvalidTransition` (never a silent no-op)."""
     state = model.state
-    machine = AttemptMachine(model=model, state_field="state")
+    bound = machine(model=model, state_field="state")
     try:
-        machine.send(event)
+        bound.send(event)
     except TransitionNotAllowed as exc:
-        raise InvalidTransition(event, state) from exc
+        raise InvalidTransition(event, state, what) from exc

@@ -44,10 +44,15 @@ def start(
     now: datetime,
     time_limit_seconds: int,
     hard_end: datetime | None = None,
+    fixed_deadline: datetime | None = None,
 ) -> None:
+    """Start the clock: a self-paced attempt gets the time limit from now; a session attempt gets
+    `fixed_deadline`, the student's personal end of the session's global timer."""
+    if fixed_deadline is not None and fixed_deadline <= now:
+        raise DeadlinePassed(timing.iso(fixed_deadline))
     transition(attempt, "start")
     attempt.started_at = now
-    attempt.deadline = timing.capped_deadline(
+    attempt.deadline = fixed_deadline or timing.capped_deadline(
         timing.initial_deadline(now, time_limit_seconds, attempt.extra_seconds), hard_end
     )
 

@@ -23,8 +23,12 @@ class DomainError(Exception):
 class InvalidTransition(DomainError):
     code = "invalid_transition"
 
-    def __init__(self, event: str, state: str) -> None:
-        super().__init__(f"cannot {event} an attempt that is {state}", event=event, state=state)
+    def __init__(self, event: str, state: str, what: str = "attempt") -> None:
+        super().__init__(
+            f"cannot {event} a{'n' if what[0] in 'aeiou' else ''} {what} that is {state}",
+            event=event,
+            state=state,
+        )
 
 
 class AttemptNotInProgress(DomainError):
@@ -98,3 +102,11 @@ class Forbidden(DomainError):
 
 class VersionConflict(DomainError):
     code = "version_conflict"
+
+
+class Conflict(DomainError):
+    """A rule about the current state of a class or session; `code` names which."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        self.code = code
+        super().__init__(message, **details)

@@ -25,8 +25,12 @@ class Keys:
     def timer(self, attempt_id: str) -> str:
         return f"{self.prefix}:timer:{{a:{attempt_id}}}"
 
-    def owner(self, attempt_id: str, user_id: str) -> str:
-        return f"{self.prefix}:owner:{{a:{attempt_id}}}:{user_id}"
+    def owner(self, scope: str, user_id: str) -> str:
+        """`scope` is an attempt id, or `s:{session id}` for a session socket."""
+        return f"{self.prefix}:owner:{{a:{scope}}}:{user_id}"
+
+    def presence(self, session_id: str) -> str:
+        return f"{self.prefix}:presence:{{s:{session_id}}}"
 
     def login_failures(self, username: str) -> str:
         return f"{self.prefix}:login-failures:{username.lower()}"
@@ -45,6 +49,22 @@ class Keys:
 
 def attempt_channel(attempt_id: str) -> str:
     return f"attempt:{attempt_id}"
+
+
+def session_channel(session_id: str) -> str:
+    """Status changes and notices for everyone in a session."""
+    return f"session:{session_id}"
+
+
+def proctor_channel(session_id: str) -> str:
+    """The monitoring feed: only workers with a proctor's socket subscribe, so student-only
+    workers never carry its traffic."""
+    return f"proctor:{session_id}"
+
+
+def participant_channel(session_id: str, user_id: str) -> str:
+    """Messages for one student of a session (a notice, their accommodation)."""
+    return f"participant:{session_id}:{user_id}"
 
 
 WORKERS_CHANNEL = "workers"

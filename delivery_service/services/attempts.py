@@ -36,7 +36,7 @@ from delivery_service.domain.errors import (
 from delivery_service.domain.interactions import ItemContent, interaction_for, score_attempt
 from delivery_service.domain.timing import iso, timer_view
 from delivery_service.live.bus import Bus
-from delivery_service.live.keys import attempt_channel
+from delivery_service.live.keys import attempt_channel, proctor_channel
 from delivery_service.live.timers import Timers
 from delivery_service.schemas import (
     AnswerAck,
@@ -53,7 +53,14 @@ from delivery_service.schemas import (
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
-from delivery_service.storage.models import Attempt, Item, ItemState, ResponseEvent, Test
+from delivery_service.storage.models import (
+    Attempt,
+    AuditEntry,
+    Item,
+    ItemState,
+    ResponseEvent,
+    Test,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +123,7 @@ class AttemptService:
                     )
                     if (used or 0) >= test.attempt_limit:
                         raise AttemptLimitReached(test.attempt_limit)
-                    item_ids = await s.scalars(
-                        select(Item.id).where(Item.test_id == test_id).order_by(Item.position)
-                    )
-                    attempt = Attempt(
-                        test_id=test_id,
-                        user_id=principal.user_id,
-                        attempt_number=(used or 0) + 1,
-                        form=[str(i) for i in item_ids],
-                        created_at=now,
-                        extra_seconds=0,
-                        position=0,
-                        state="not_started",
-                    )
-                    s.add(attempt)
-                    await s.flush()
+                    attempt = await self._new_attempt(s, test, principal.user_id, now)
                     return await self._view(s, attempt, test, now, principal), True
             except IntegrityError:
                 continue  # a concurrent create took this attempt number: look again
@@ -168,6 +161,61 @@ class AttemptService:
                 )
                 for a, title in rows
             ]
+
+    async def open_in_session(
+        self,
+        s: AsyncSession,
+        *,
+        test: Test,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        now: datetime,
+        deadline: datetime,
+        after: list[AfterCommit],
+    ) -> Attempt:
+        """Create and start a session attempt in the caller's transaction. Its deadline is the
+        student's personal end of the global timer; the session is its authorization, so the
+        test's attempt limit does not apply."""
+        attempt = await self._new_attempt(s, test, user_id, now, session_id=session_id)
+        rules.start(
+            attempt, now=now, time_limit_seconds=test.time_limit_seconds, fixed_deadline=deadline
+        )
+        await s.flush()
+        attempt_id = str(attempt.id)
+        after.append(lambda: self._timers.schedule(attempt_id, deadline, now))
+        return attempt
+
+    async def _new_attempt(
+        self,
+        s: AsyncSession,
+        test: Test,
+        user_id: uuid.UUID,
+        now: datetime,
+        *,
+        session_id: uuid.UUID | None = None,
+    ) -> Attempt:
+        used = await s.scalar(
+            select(func.coalesce(func.max(Attempt.attempt_number), 0)).where(
+                Attempt.test_id == test.id, Attempt.user_id == user_id
+            )
+        )
+        item_ids = await s.scalars(
+            select(Item.id).where(Item.test_id == test.id).order_by(Item.position)
+        )
+        attempt = Attempt(
+            test_id=test.id,
+            user_id=user_id,
+            session_id=session_id,
+            attempt_number=(used or 0) + 1,
+            form=[str(i) for i in item_ids],
+            created_at=now,
+            extra_seconds=0,
+            position=0,
+            state="not_started",
+        )
+        s.add(attempt)
+        await s.flush()
+        return attempt
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async with self._sessions() as s, s.begin():
@@ -256,6 +304,20 @@ class AttemptService:
             if overdue:
                 await self._run_after(loaded)
                 raise DeadlinePassed(iso(completion.ended_at))
+            self._notify_proctors(
+                loaded,
+                "answer_submitted",
+                {
+                    "item_id": ack.item_id,
+                    "client_seq": ack.client_seq,
+                    "applied": ack.applied,
+                    "response": normalized,
+                    "answered": ack.answered,
+                    "total_items": len(attempt.form),
+                    "at": iso(ack.saved_at),
+                },
+            )
+            await self._run_after(loaded)
             return ack
 
     async def navigate(
@@ -268,6 +330,11 @@ class AttemptService:
                 to=to,
                 total=len(x.attempt.form),
                 mode="linear" if x.test.navigation_mode == "linear" else "nonlinear",
+            )
+            self._notify_proctors(
+                x,
+                "progress_update",
+                {"position": x.attempt.position, "total_items": len(x.attempt.form)},
             )
             return await self._current(x)
 
@@ -285,23 +352,37 @@ class AttemptService:
 
         return await self._write(principal, attempt_id, "owner", decide)
 
-    async def pause(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+    async def pause(
+        self, principal: Principal, attempt_id: uuid.UUID, *, reason: str | None = None
+    ) -> AttemptView:
         async def decide(x: Loaded) -> AttemptView:
-            rules.pause(x.attempt, now=x.now, allowed=principal.is_staff or x.test.allow_pause)
+            rules.pause(x.attempt, now=x.now, allowed=self._may_pause(principal, x))
             self._after_timer_change(x)
+            self._audit(x, principal, "attempt_paused", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
 
-    async def resume(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
+    async def resume(
+        self, principal: Principal, attempt_id: uuid.UUID, *, reason: str | None = None
+    ) -> AttemptView:
         async def decide(x: Loaded) -> AttemptView:
-            if not (principal.is_staff or x.test.allow_pause):
+            if not self._may_pause(principal, x):
                 raise Forbidden("only a proctor can resume this attempt")
             rules.resume(x.attempt, now=x.now)
             self._after_timer_change(x)
+            self._audit(x, principal, "attempt_resumed", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
+
+    @staticmethod
+    def _may_pause(principal: Principal, x: Loaded) -> bool:
+        """Staff always; a candidate only when the test allows it and never inside a proctored
+        session, where the proctor holds the clock."""
+        if principal.is_staff:
+            return True
+        return x.test.allow_pause and x.attempt.session_id is None
 
     async def submit(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
         async def decide(x: Loaded) -> Completion:
@@ -311,19 +392,43 @@ class AttemptService:
 
     # ---- staff actions --------------------------------------------------------------------
 
-    async def terminate(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
+    async def terminate(
+        self, principal: Principal, attempt_id: uuid.UUID, *, reason: str
+    ) -> Completion:
         async def decide(x: Loaded) -> Completion:
+            self._audit(x, principal, "attempt_terminated", reason)
             return await self._finish(x, "terminate")
 
         return await self._write(principal, attempt_id, "staff", decide)
 
-    async def extend(self, principal: Principal, attempt_id: uuid.UUID, seconds: int) -> Timer:
+    async def extend(
+        self,
+        principal: Principal,
+        attempt_id: uuid.UUID,
+        seconds: int,
+        *,
+        reason: str | None = None,
+    ) -> Timer:
         async def decide(x: Loaded) -> Timer:
             rules.extend(x.attempt, seconds=seconds)
             self._after_timer_change(x)
+            self._audit(x, principal, "time_extended", reason, {"seconds": seconds})
             return self._timer(x.attempt, x.test, x.now)
 
         return await self._write(principal, attempt_id, "staff", decide)
+
+    async def end_for_session(self, s: AsyncSession, attempt: Attempt, now: datetime) -> Loaded:
+        """End one open attempt when its session completes (caller's transaction): a running one
+        expires, a paused one is terminated (the machine has no other way out of paused)."""
+        test = await s.get(Test, attempt.test_id)
+        if test is None:  # pragma: no cover - foreign key guarantees it
+            raise NotFound("test", attempt.test_id)
+        loaded = Loaded(s, attempt, test, now)
+        await self._finish(loaded, "expire" if attempt.state == "in_progress" else "terminate")
+        return loaded
+
+    async def run_after(self, loaded: Loaded) -> None:
+        await self._run_after(loaded)
 
     # ---- the system's own work --------------------------------------------------------------
 
@@ -452,6 +557,11 @@ class AttemptService:
                 completion.model_dump(mode="json"),
             )
         )
+        self._notify_proctors(
+            x,
+            "assessment_completed",
+            completion.model_dump(mode="json") | {"score": x.attempt.score},
+        )
         return completion
 
     def _after_timer_change(self, x: Loaded) -> None:
@@ -464,6 +574,40 @@ class AttemptService:
             x.after.append(lambda: self._timers.cancel(attempt_id))
         data = {"state": x.attempt.state, "timer": timer.model_dump(mode="json")}
         x.after.append(lambda: self._bus.publish(attempt_channel(attempt_id), "timer", data))
+        self._notify_proctors(x, "timer_changed", data)
+
+    def _notify_proctors(self, x: Loaded, type_: str, data: dict[str, Any]) -> None:
+        """Session attempts also report to their session's proctor feed, after the commit."""
+        session_id = x.attempt.session_id
+        if session_id is None:
+            return
+        event = data | {"student_id": str(x.attempt.user_id), "attempt_id": str(x.attempt.id)}
+        channel = proctor_channel(str(session_id))
+        x.after.append(lambda: self._bus.publish(channel, type_, event))
+
+    @staticmethod
+    def _audit(
+        x: Loaded,
+        principal: Principal,
+        action: str,
+        reason: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a staff action in the same transaction as the change it describes."""
+        if not principal.is_staff:
+            return
+        x.session.add(
+            AuditEntry(
+                actor_id=principal.user_id,
+                action=action,
+                session_id=x.attempt.session_id,
+                attempt_id=x.attempt.id,
+                subject_id=x.attempt.user_id,
+                reason=reason,
+                details=details or {},
+                at=x.now,
+            )
+        )
 
     async def _run_after(self, x: Loaded) -> None:
         for action in x.after:

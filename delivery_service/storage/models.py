@@ -86,6 +86,8 @@ class Attempt(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    # Set for attempts inside a proctored session (no foreign key: sessions refer to attempts).
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     attempt_number: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="not_started")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -136,3 +138,102 @@ class ResponseEvent(Base):
     actor_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     connection_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
+
+
+class Class(Base):
+    """A teaching class ("Beacon 31"): its teachers manage its sessions, its students sit them."""
+
+    __tablename__ = "classes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ClassTeacher(Base):
+    __tablename__ = "class_teachers"
+
+    class_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classes.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+
+
+class ClassStudent(Base):
+    __tablename__ = "class_students"
+
+    class_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classes.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    enrolled_at: Mapped[datetime]
+
+
+class GroupSession(Base):
+    """A proctored sitting of one test by one class, with one global timer (DESIGN.md §1, §3)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    class_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("classes.id"), index=True)
+    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="scheduled", index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    scheduled_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Participant(Base):
+    """A student's place in a session: their attempt once they have one, and accommodations."""
+
+    __tablename__ = "session_participants"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("attempts.id"))
+    first_joined_at: Mapped[datetime | None]
+    extra_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    time_multiplier: Mapped[float] = mapped_column(default=1.0)
+
+
+class SessionEvent(Base):
+    """Durable monitoring events of a session (tab violations, highlights, …), append-only,
+    written before they are broadcast."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    client_time: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Who did what to whom, when and why: every staff action that changes a candidate's exam."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(48))
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    details: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    at: Mapped[datetime]

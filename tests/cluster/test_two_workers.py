@@ -111,7 +111,7 @@ async def test_an_event_on_one_worker_reaches_a_socket_on_the_other(cluster: Clu
         await teacher.post(f"/attempts/{aid}/extend", {"seconds": 120})
         event = await ws.until("timer")
         assert event["data"]["timer"]["remaining_ms"] > 700_000
-        await teacher.post(f"/attempts/{aid}/terminate")
+        await teacher.post(f"/attempts/{aid}/terminate", {"reason": "left the room"})
         completed = await ws.until("assessment_completed")
         assert completed["data"]["reason"] == "terminated"
     await teacher.close()

@@ -260,9 +260,11 @@ async def test_bad_answers_are_refused_and_change_nothing(world: World) -> None:
 
 async def test_only_staff_terminate(world: World) -> None:
     aid = await world.started_attempt()
-    refused = await world.student.post(f"/attempts/{aid}/terminate", expect=403)
+    refused = await world.student.post(
+        f"/attempts/{aid}/terminate", {"reason": "cheating"}, expect=403
+    )
     assert refused["error"]["code"] == "forbidden"
-    done = await world.teacher.post(f"/attempts/{aid}/terminate")
+    done = await world.teacher.post(f"/attempts/{aid}/terminate", {"reason": "caught copying"})
     assert done["reason"] == "terminated"
 
 

@@ -47,6 +47,15 @@ class FlagIn(StrictModel):
 
 class ExtendIn(StrictModel):
     seconds: int = Field(ge=-24 * 3600, le=24 * 3600, description="negative takes time away")
+    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
+
+
+class ReasonIn(StrictModel):
+    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
+
+
+class RequiredReasonIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=1000, description="kept in the audit log")
 
 
 @router.post("", response_model=AttemptView, status_code=201)
@@ -120,13 +129,17 @@ async def flag(
 
 
 @router.post("/{attempt_id}/pause", response_model=AttemptView)
-async def pause(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
-    return await runtime.attempts.pause(user, attempt_id)
+async def pause(
+    attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, body: ReasonIn | None = None
+) -> AttemptView:
+    return await runtime.attempts.pause(user, attempt_id, reason=body.reason if body else None)
 
 
 @router.post("/{attempt_id}/resume", response_model=AttemptView)
-async def resume(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
-    return await runtime.attempts.resume(user, attempt_id)
+async def resume(
+    attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, body: ReasonIn | None = None
+) -> AttemptView:
+    return await runtime.attempts.resume(user, attempt_id, reason=body.reason if body else None)
 
 
 @router.post("/{attempt_id}/submit", response_model=Completion)
@@ -135,9 +148,11 @@ async def submit(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) 
 
 
 @router.post("/{attempt_id}/terminate", response_model=Completion)
-async def terminate(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Completion:
-    """Staff only: end the attempt now; saved responses are scored."""
-    return await runtime.attempts.terminate(user, attempt_id)
+async def terminate(
+    attempt_id: uuid.UUID, body: RequiredReasonIn, user: CurrentUser, runtime: RuntimeDep
+) -> Completion:
+    """Staff only: end the attempt now, with a reason; saved responses are scored."""
+    return await runtime.attempts.terminate(user, attempt_id, reason=body.reason)
 
 
 @router.post("/{attempt_id}/extend", response_model=Timer)
@@ -145,4 +160,4 @@ async def extend(
     attempt_id: uuid.UUID, body: ExtendIn, user: CurrentUser, runtime: RuntimeDep
 ) -> Timer:
     """Staff only: move this attempt's deadline; the candidate's countdown updates at once."""
-    return await runtime.attempts.extend(user, attempt_id, body.seconds)
+    return await runtime.attempts.extend(user, attempt_id, body.seconds, reason=body.reason)

@@ -1,0 +1,87 @@
+"""Group sessions and classes: their life cycles and the global-timer rules (DESIGN.md §3, §4).
+
+A session's global timer starts once for everyone. A student's personal end is the session start
+plus the time limit scaled by their accommodation multiplier plus their extra seconds; a late
+joiner's deadline is that same personal end, so joining late costs time but never an accommodation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from statemachine import State, StateMachine
+
+from delivery_service.domain.attempt_machine import transition
+from delivery_service.domain.errors import Conflict
+
+
+class SessionMachine(StateMachine):
+    scheduled = State(initial=True)
+    waiting = State()
+    in_progress = State()
+    completed = State(final=True)
+    cancelled = State(final=True)
+
+    open_waiting_room = scheduled.to(waiting)
+    start = waiting.to(in_progress)
+    complete = in_progress.to(completed)
+    cancel = scheduled.to(cancelled) | waiting.to(cancelled)
+
+
+class ClassMachine(StateMachine):
+    active = State(initial=True)
+    archived = State(final=True)
+
+    archive = active.to(archived)
+
+
+JOINABLE = frozenset({"waiting", "in_progress"})
+MAX_MULTIPLIER = 4.0
+MAX_EXTRA_SECONDS = 24 * 3600
+
+
+def session_transition(session: Any, event: str) -> None:
+    transition(session, event, SessionMachine, "session")
+
+
+def class_transition(klass: Any, event: str) -> None:
+    transition(klass, event, ClassMachine, "class")
+
+
+def require_active_class(state: str) -> None:
+    if state != "active":
+        raise Conflict("class_archived", "the class is archived")
+
+
+def require_joinable(state: str) -> None:
+    if state not in JOINABLE:
+        raise Conflict(
+            "session_not_joinable", f"the session is {state}; it cannot be joined", state=state
+        )
+
+
+def personal_end(
+    started_at: datetime,
+    time_limit_seconds: int,
+    *,
+    multiplier: float = 1.0,
+    extra_seconds: int = 0,
+) -> datetime:
+    """When one student's time in a session runs out, whenever they joined."""
+    return started_at + timedelta(seconds=time_limit_seconds * multiplier + extra_seconds)
+
+
+def validate_accommodation(*, extra_seconds: int, multiplier: float) -> None:
+    if not 0 <= extra_seconds <= MAX_EXTRA_SECONDS:
+        raise Conflict(
+            "invalid_accommodation",
+            f"extra_seconds must be between 0 and {MAX_EXTRA_SECONDS}",
+            extra_seconds=extra_seconds,
+        )
+    if not 1.0 <= multiplier <= MAX_MULTIPLIER:
+        raise Conflict(
+            "invalid_accommodation",
+            f"time_multiplier must be between 1.0 and {MAX_MULTIPLIER}",
+            time_multiplier=multiplier,
+        )

@@ -1,0 +1,37 @@
+"""Who is connected to a session: a sorted set scored by expiry (DESIGN.md §6).
+
+Heartbeats push a student's score forward; a worker that dies stops pushing, so its students drop
+out on their own, with no clean-up needed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from delivery_service.live.keys import Keys
+from delivery_service.live.timers import epoch_ms
+
+
+class Presence:
+    def __init__(self, redis: Redis, keys: Keys, ttl_ms: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_ms = ttl_ms
+
+    async def touch(self, session_id: str, user_id: str, now: datetime) -> None:
+        key = self._keys.presence(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {user_id: epoch_ms(now) + self._ttl_ms})
+            pipe.pexpire(key, self._ttl_ms * 4)
+            await pipe.execute()
+
+    async def leave(self, session_id: str, user_id: str) -> None:
+        await self._redis.zrem(self._keys.presence(session_id), user_id)
+
+    async def online(self, session_id: str, now: datetime) -> set[str]:
+        members = await self._redis.zrangebyscore(
+            self._keys.presence(session_id), epoch_ms(now), "+inf"
+        )
+        return {str(m) for m in members}

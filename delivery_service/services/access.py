@@ -1,0 +1,70 @@
+"""Who may manage or see a class and its sessions (source 002's validate_websocket_access).
+
+Admins may do everything; a teacher manages the classes they teach; a student sees the classes
+they are enrolled in and their sessions. One module, so REST and WebSocket agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from delivery_service.domain.errors import Forbidden, NotFound
+from delivery_service.services.security import Principal
+from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, GroupSession
+
+
+async def teaches(s: AsyncSession, user_id: uuid.UUID, class_id: uuid.UUID) -> bool:
+    return await s.get(ClassTeacher, (class_id, user_id)) is not None
+
+
+async def enrolled(s: AsyncSession, user_id: uuid.UUID, class_id: uuid.UUID) -> bool:
+    return await s.get(ClassStudent, (class_id, user_id)) is not None
+
+
+async def can_manage(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
+    if principal.role == "admin":
+        return True
+    return principal.role == "teacher" and await teaches(s, principal.user_id, class_id)
+
+
+async def can_see(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
+    if await can_manage(s, principal, class_id):
+        return True
+    return principal.role == "student" and await enrolled(s, principal.user_id, class_id)
+
+
+async def class_for(
+    s: AsyncSession, principal: Principal, class_id: uuid.UUID, *, manage: bool, lock: bool = False
+) -> Class:
+    """Load a class the caller may see (404 otherwise) and, with manage=True, manage (403)."""
+    stmt = select(Class).where(Class.id == class_id).execution_options(populate_existing=True)
+    klass = await s.scalar(stmt.with_for_update() if lock else stmt)
+    if klass is None or not await can_see(s, principal, class_id):
+        raise NotFound("class", class_id)
+    if manage and not await can_manage(s, principal, class_id):
+        raise Forbidden("only the class's teachers or an admin can do this")
+    return klass
+
+
+async def session_for(
+    s: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    manage: bool,
+    lock: bool = False,
+) -> GroupSession:
+    stmt = (
+        select(GroupSession)
+        .where(GroupSession.id == session_id)
+        .execution_options(populate_existing=True)
+    )
+    session = await s.scalar(stmt.with_for_update() if lock else stmt)
+    if session is None or not await can_see(s, principal, session.class_id):
+        raise NotFound("session", session_id)
+    if manage and not await can_manage(s, principal, session.class_id):
+        raise Forbidden("only the class's teachers or an admin can manage this session")
+    return session
