@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from delivery_service.api import errors
+from delivery_service.api.attempt_socket import router as attempt_socket_router
 from delivery_service.api.routes import attempts, auth, health, tests
-from delivery_service.api.sockets import router as socket_router
 from delivery_service.logs import configure_logging
 from delivery_service.runtime import Runtime
 from delivery_service.settings import Settings
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     for module in (auth, tests, attempts):
         api.include_router(module.router)
-    api.include_router(socket_router)
+    api.include_router(attempt_socket_router)
     app.include_router(api)
     app.include_router(health.router)
     return app

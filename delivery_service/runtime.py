@@ -22,6 +22,7 @@ from delivery_service.live.bus import Bus
 from delivery_service.live.connection import create_redis
 from delivery_service.live.keys import Keys
 from delivery_service.live.owners import Owners
+from delivery_service.live.presence import Presence
 from delivery_service.live.scripts import Scripts
 from delivery_service.live.throttle import LoginThrottle
 from delivery_service.live.tickets import Tickets
@@ -29,7 +30,9 @@ from delivery_service.live.timers import Timers
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.catalog import CatalogService
+from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
+from delivery_service.services.group_sessions import SessionService
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import TokenService
 from delivery_service.settings import Settings
@@ -41,7 +44,7 @@ from delivery_service.storage.database import (
 )
 
 if TYPE_CHECKING:
-    from delivery_service.api.sockets import SocketRegistry
+    from delivery_service.api.live_socket import SocketRegistry
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ class Runtime:
     accounts: AccountService
     catalog: CatalogService
     attempts: AttemptService
+    classes: ClassService
+    group_sessions: SessionService
+    presence: Presence
     sweeper: ExpirySweeper
     sockets: SocketRegistry
     draining: bool = False
@@ -70,7 +76,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        from delivery_service.api.sockets import SocketRegistry
+        from delivery_service.api.live_socket import SocketRegistry
 
         engine = create_engine(settings)
         sessions = create_sessionmaker(engine)
@@ -94,6 +100,15 @@ class Runtime:
         )
         attempts = AttemptService(
             sessions=sessions, timers=timers, bus=bus, items=ItemCache(), grace=settings.grace
+        )
+        presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
+        group_sessions = SessionService(
+            sessions=sessions,
+            attempts=attempts,
+            bus=bus,
+            timers=timers,
+            presence=presence,
+            grace=settings.grace,
         )
         return cls(
             settings=settings,
@@ -121,10 +136,15 @@ class Runtime:
             ),
             catalog=CatalogService(sessions=sessions),
             attempts=attempts,
+            classes=ClassService(sessions=sessions),
+            group_sessions=group_sessions,
+            presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,
+                sessions=group_sessions,
                 timers=timers,
                 clock=clock,
+                grace=settings.grace,
                 interval=settings.sweep_interval_seconds,
                 lease=timedelta(seconds=settings.expiry_lease_seconds),
                 reconcile_every=settings.reconcile_interval_seconds,

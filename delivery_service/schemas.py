@@ -248,3 +248,95 @@ class ClassOut(BaseModel):
     students: list[UserOut]
     created_at: UtcTime
     updated_at: UtcTime | None
+
+
+class SessionIn(StrictModel):
+    class_id: uuid.UUID
+    test_id: uuid.UUID
+    title: str = Field(min_length=1, max_length=200)
+    scheduled_at: datetime
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    class_id: uuid.UUID
+    class_name: str
+    test_id: uuid.UUID
+    test_title: str
+    time_limit_seconds: int
+    title: str
+    state: str
+    scheduled_at: UtcTime
+    started_at: UtcTime | None
+    ends_at: UtcTime | None = Field(
+        description="the global end, for students without accommodations"
+    )
+    completed_at: UtcTime | None
+    created_by: uuid.UUID
+    created_at: UtcTime
+
+
+class AccommodationIn(StrictModel):
+    extra_seconds: int = Field(0, ge=0, le=24 * 3600)
+    time_multiplier: float = Field(1.0, ge=1.0, le=4.0)
+    reason: str | None = Field(None, max_length=1000)
+
+
+class NoticeIn(StrictModel):
+    message: str = Field(min_length=1, max_length=2000)
+    student_id: uuid.UUID | None = Field(None, description="one student; all when omitted")
+
+
+class ParticipantView(BaseModel):
+    """One row of the proctor's live grid."""
+
+    student: UserOut
+    connected: bool
+    joined_at: UtcTime | None
+    attempt_id: uuid.UUID | None
+    state: str | None
+    position: int | None
+    answered: int
+    total_items: int
+    deadline: UtcTime | None
+    remaining_ms: int | None
+    violations: int
+    highlights: int
+    last_activity: UtcTime | None
+    extra_seconds: int
+    time_multiplier: float
+    score: float | None
+    max_score: float | None
+
+
+class TimelineEntry(BaseModel):
+    at: UtcTime
+    kind: Literal["answer", "event", "staff_action"]
+    type: str
+    data: dict[str, Any]
+
+
+class AuditOut(BaseModel):
+    at: UtcTime
+    actor: UserOut
+    action: str
+    student_id: uuid.UUID | None
+    attempt_id: uuid.UUID | None
+    reason: str | None
+    details: dict[str, Any]
+
+
+class SessionStats(BaseModel):
+    session_id: uuid.UUID
+    state: str
+    enrolled: int
+    joined: int
+    not_joined: int
+    by_state: dict[str, int]
+    completion_rate: float = Field(description="finished attempts / enrolled students")
+    average_score: float | None
+    highest_score: float | None
+    lowest_score: float | None
+    max_score: float | None
+    average_time_used_seconds: float | None
+    students: list[ParticipantView]

@@ -19,21 +19,23 @@ class Owners:
         self._scripts = scripts
         self._ttl_ms = ttl_ms
 
-    async def take(self, attempt_id: str, user_id: str, connection_id: str) -> str | None:
+    async def take(self, scope: str, user_id: str, connection_id: str) -> str | None:
         """Become the owner; return the connection this one supersedes, if any."""
         previous = await self._redis.set(
-            self._keys.owner(attempt_id, user_id), connection_id, px=self._ttl_ms, get=True
+            self._keys.owner(scope, user_id), connection_id, px=self._ttl_ms, get=True
         )
         return str(previous) if previous and previous != connection_id else None
 
-    async def refresh(self, attempt_id: str, user_id: str, connection_id: str) -> bool:
+    async def refresh(self, scope: str, user_id: str, connection_id: str) -> bool:
         """Keep ownership alive; False when a newer connection has taken over."""
         owned = await self._scripts.refresh_owner(
-            keys=[self._keys.owner(attempt_id, user_id)], args=[connection_id, self._ttl_ms]
+            keys=[self._keys.owner(scope, user_id)], args=[connection_id, self._ttl_ms]
         )
         return bool(owned)
 
-    async def release(self, attempt_id: str, user_id: str, connection_id: str) -> None:
-        await self._scripts.release_owner(
-            keys=[self._keys.owner(attempt_id, user_id)], args=[connection_id]
+    async def release(self, scope: str, user_id: str, connection_id: str) -> bool:
+        """Give ownership up; True when this connection still held it (it was not superseded)."""
+        released = await self._scripts.release_owner(
+            keys=[self._keys.owner(scope, user_id)], args=[connection_id]
         )
+        return bool(released)

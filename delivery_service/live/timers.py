@@ -37,6 +37,15 @@ class Timers:
             pipe.zadd(self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace)})
             await pipe.execute()
 
+    async def schedule_due(self, member: str, due: datetime) -> None:
+        """Wake a sweeper at `due` for something other than an attempt (a session's end)."""
+        await self._redis.zadd(self._keys.deadlines, {member: epoch_ms(due)})
+
+    async def restore_due(self, due: Iterable[tuple[str, datetime]]) -> None:
+        entries = {member: epoch_ms(at) for member, at in due}
+        if entries:
+            await self._redis.zadd(self._keys.deadlines, entries, nx=True)
+
     async def cancel(self, attempt_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._keys.deadlines, attempt_id)

@@ -564,6 +564,10 @@ class AttemptService:
         )
         return completion
 
+    def after_timer_change(self, x: Loaded) -> None:
+        """Re-arm the timer and tell the candidate (and proctors) once `x` commits."""
+        self._after_timer_change(x)
+
     def _after_timer_change(self, x: Loaded) -> None:
         attempt_id = str(x.attempt.id)
         timer = self._timer(x.attempt, x.test, x.now)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from delivery_service.clock import ServerClock
 from delivery_service.live.timers import Timers
 from delivery_service.services.attempts import AttemptService
+from delivery_service.services.group_sessions import SESSION_MEMBER, SessionService
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,19 @@ class ExpirySweeper:
         self,
         *,
         attempts: AttemptService,
+        sessions: SessionService,
         timers: Timers,
         clock: ServerClock,
+        grace: timedelta,
         interval: float,
         lease: timedelta,
         reconcile_every: float,
     ) -> None:
         self._attempts = attempts
+        self._sessions = sessions
         self._timers = timers
         self._clock = clock
+        self._grace = grace
         self._interval = interval
         self._lease = lease
         self._reconcile_every = reconcile_every
@@ -46,6 +51,9 @@ class ExpirySweeper:
     async def reconcile(self) -> int:
         running = await self._attempts.running_deadlines()
         restored = await self._timers.restore(running, self._clock.now())
+        await self._timers.restore_due(
+            (member, end + self._grace) for member, end in await self._sessions.running_ends()
+        )
         self._last_reconcile = time.monotonic()
         return restored
 
@@ -57,8 +65,10 @@ class ExpirySweeper:
             await self.reconcile()
         now = self._clock.now()
         expired = 0
-        for attempt_id in await self._timers.claim_due(now, self._lease):
-            if await self._attempts.expire_due(attempt_id):
+        for member in await self._timers.claim_due(now, self._lease):
+            if member.startswith(SESSION_MEMBER):
+                await self._sessions.complete_due(member.removeprefix(SESSION_MEMBER))
+            elif await self._attempts.expire_due(member):
                 expired += 1
         self.expired_total += expired
         return expired

@@ -1,0 +1,408 @@
+"""What every WebSocket of ours shares: the handshake, limits, one writer, bus subscriptions.
+
+A subclass says which messages it accepts (`adapter`, `client_types`), whom it admits (`admit`),
+what it says first (`on_open`), how it answers (`dispatch`) and what it makes of bus events
+(`on_event`). Everything else is here: authentication at the handshake (a single-use ticket) or by
+a first `auth` message within a few seconds, the Origin check, the size and rate limits, the
+heartbeat timeout, and one bounded send queue drained by one writer task, so replies and events
+keep their order and a slow client cannot slow anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import jwt
+from fastapi import WebSocket
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from delivery_service.api import protocol as p
+from delivery_service.api.errors import validation_details
+from delivery_service.api.ratelimit import TokenBucket
+from delivery_service.domain.errors import DomainError
+from delivery_service.live.bus import Event
+from delivery_service.services.security import Principal
+
+if TYPE_CHECKING:
+    from delivery_service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Close codes (documented in docs/api.md).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_HEARTBEAT = 4408
+CLOSE_SUPERSEDED = 4409
+CLOSE_POLICY = 1008
+CLOSE_OVERLOADED = 1013
+CLOSE_RESTART = 1012
+
+_CLOSE = object()
+
+
+class SupersededError(DomainError):
+    code = "superseded"
+
+
+class Rejected(Exception):
+    """Raised by `admit` to refuse a socket with an error message and a close code."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+
+class SocketRegistry:
+    """This worker's open sockets, so a draining worker can tell each to reconnect elsewhere."""
+
+    def __init__(self) -> None:
+        self._open: set[LiveConnection] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: LiveConnection) -> None:
+        self._open.add(connection)
+
+    def discard(self, connection: LiveConnection) -> None:
+        self._open.discard(connection)
+
+    async def close_all(self, *, code: int, reason: str) -> None:
+        for connection in list(self._open):
+            connection.close(code, reason)
+        for connection in list(self._open):
+            await connection.closed()
+
+
+def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    """CORS does not cover WebSockets: accept the page's own host or an exact allow-list entry.
+    Non-browser clients send no Origin and cannot be tricked into cross-site requests."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+class LiveConnection:
+    adapter: TypeAdapter[Any]
+    client_types: frozenset[str]
+    #: the ticket claim that binds a ticket to this kind of socket, and the id it must match
+    ticket_scope: tuple[str, str] = ("", "")
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        self.ws = websocket
+        self.rt = runtime
+        self.id = secrets.token_hex(8)
+        self.principal: Principal | None = None
+        settings = runtime.settings
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.ws_send_queue_size)
+        self._bucket = TokenBucket(rate=settings.ws_rate_per_second, burst=settings.ws_rate_burst)
+        self._violations: list[float] = []
+        self._closing = False
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriptions = contextlib.AsyncExitStack()
+        self._subscribed: set[str] = set()
+
+    # ---- what subclasses provide ------------------------------------------------------------
+
+    async def admit(self) -> None:
+        """Check the authenticated principal may use this socket; raise Rejected if not."""
+        raise NotImplementedError
+
+    async def on_open(self) -> None:
+        """Subscribe, take ownership, greet."""
+        raise NotImplementedError
+
+    async def dispatch(self, message: Any) -> None:
+        raise NotImplementedError
+
+    async def on_close(self) -> None:
+        """Clean up after the socket closed (presence, ownership)."""
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    @property
+    def who(self) -> Principal:
+        if self.principal is None:  # pragma: no cover - only called after authentication
+            raise RuntimeError("socket used before authentication")
+        return self.principal
+
+    async def serve(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self._done.set()
+
+    async def _serve(self) -> None:
+        if self.rt.draining:
+            # Accept, then close with "service restart": a clear reconnect-elsewhere signal,
+            # where a refused handshake would look like an authentication failure.
+            await self.ws.accept()
+            await self.ws.close(code=CLOSE_RESTART)
+            return
+        if not origin_allowed(self.ws, self.rt.settings.allowed_origins):
+            await self.ws.close(code=CLOSE_POLICY)
+            return
+        ticket = self.ws.query_params.get("ticket")
+        if ticket is not None:
+            claims = await self.rt.tickets.redeem(ticket)
+            claim, expected = self.ticket_scope
+            bound = claims.get(claim) if claims else None
+            if claims is None or bound not in (None, expected):
+                await self.ws.close(code=CLOSE_UNAUTHORIZED)
+                return
+            self.principal = Principal.from_claims(claims)
+        await self.ws.accept()
+        if self.principal is None:
+            self.principal = await self._first_message_auth()
+            if self.principal is None:
+                return
+        try:
+            await self.admit()
+        except Rejected as exc:
+            await self._reject(exc.code, exc.message, exc.close_code)
+            return
+        except DomainError as exc:
+            await self._reject(exc.code, exc.message, CLOSE_NOT_FOUND)
+            return
+        self.rt.sockets.add(self)
+        writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
+        try:
+            async with self._subscriptions:
+                await self.on_open()
+                # The writer ends when we close (superseded, drained, overloaded); the reader
+                # when the client leaves. Either one ends the connection.
+                reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.id}")
+                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        finally:
+            self.close(1000, "")
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(writer, timeout=5)
+            for task in self._tasks:
+                task.cancel()
+            self.rt.sockets.discard(self)
+            with contextlib.suppress(Exception):
+                await self.on_close()
+
+    async def closed(self) -> None:
+        await self._done.wait()
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the writer to close after what is queued; safe to call more than once."""
+        if self._closing:
+            return
+        self._closing = True
+        self._force_put((_CLOSE, code, reason))
+
+    async def subscribe(self, channel: str, listener: Callable[[Event], None]) -> None:
+        """Deliver a bus channel's events to `listener` until the socket closes."""
+        if channel in self._subscribed:
+            return
+        self._subscribed.add(channel)
+        await self._subscriptions.enter_async_context(self.rt.bus.subscribe(channel, listener))
+
+    async def _first_message_auth(self) -> Principal | None:
+        timeout = self.rt.settings.ws_auth_timeout_seconds
+        try:
+            message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+        except TimeoutError:
+            await self._reject("unauthorized", f"no auth message within {timeout:g}s")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        try:
+            parsed = p.Auth.model_validate_json(message.get("text") or "")
+            return self.rt.tokens.verify(parsed.data.token)
+        except (ValidationError, ValueError, jwt.InvalidTokenError) as exc:
+            await self._reject("unauthorized", f"the first message must be a valid auth: {exc}")
+            return None
+
+    async def _reject(self, code: str, message: str, close_code: int = CLOSE_UNAUTHORIZED) -> None:
+        with contextlib.suppress(Exception):
+            error = p.Error(data=p.ErrorData(code=code, message=message))
+            await self.ws.send_text(self._dump(error))
+            await self.ws.close(code=close_code)
+
+    # ---- ownership: one live socket per user and scope, across all workers --------------------
+
+    async def take_ownership(self, scope: str, channel: str) -> None:
+        previous = await self.rt.owners.take(scope, str(self.who.user_id), self.id)
+        if previous is not None:
+            await self.rt.bus.publish(channel, "superseded", {"connection_id": previous})
+
+    async def ensure_owner(self, scope: str) -> None:
+        """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now.
+
+        Fails open: with Redis unreachable the write goes ahead, because saving a candidate's
+        answer matters more than the two-tab guard, and the database keeps every write in order.
+        """
+        try:
+            owned = await self.rt.owners.refresh(scope, str(self.who.user_id), self.id)
+        except RedisError:
+            log.warning("ownership check skipped: Redis unavailable", exc_info=True)
+            return
+        if not owned:
+            raise SupersededError("this connection was superseded by a newer one")
+
+    async def release_ownership(self, scope: str) -> bool:
+        return await self.rt.owners.release(scope, str(self.who.user_id), self.id)
+
+    def supersede(self) -> None:
+        if not self._closing:
+            self.push(p.Superseded())
+            self.close(CLOSE_SUPERSEDED, "superseded")
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        settings = self.rt.settings
+        while not self._closing:
+            try:
+                message = await asyncio.wait_for(
+                    self.ws.receive(), timeout=settings.ws_heartbeat_timeout_seconds
+                )
+            except TimeoutError:
+                await self.error("heartbeat_timeout", "no message for too long; reconnect")
+                self.close(CLOSE_HEARTBEAT, "heartbeat timeout")
+                return
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+            await self._handle_raw(raw)
+
+    async def _handle_raw(self, raw: str) -> None:
+        limit = self.rt.settings.ws_max_message_bytes
+        if len(raw.encode()) > limit:
+            await self._violation("message_too_large", f"messages are limited to {limit} bytes")
+            return
+        if not self._bucket.take():
+            await self._violation("rate_limited", "too many messages; slow down")
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            await self._violation("invalid_json", f"not JSON: {exc.msg}")
+            return
+        msg_id = body.get("id") if isinstance(body, dict) else None
+        re = msg_id if isinstance(msg_id, str) and len(msg_id) <= 64 else None
+        if not isinstance(body, dict) or body.get("type") not in self.client_types:
+            kind = body.get("type") if isinstance(body, dict) else None
+            await self._violation("unknown_type", f"unknown message type {kind!r}", re=re)
+            return
+        try:
+            message = self.adapter.validate_json(raw)
+        except ValidationError as exc:
+            await self._violation(
+                "invalid_message",
+                f"invalid {body['type']} message",
+                re=re,
+                details=validation_details(exc.errors()),
+            )
+            return
+        if isinstance(message, p.Auth):
+            await self.error("already_authenticated", "this socket is authenticated", re=re)
+            return
+        try:
+            await self.dispatch(message)
+        except DomainError as exc:
+            await self.error(exc.code, exc.message, re=message.id, details=exc.details)
+            if isinstance(exc, SupersededError):
+                self.supersede()
+        except Exception:
+            log.exception("socket handler failed on %s", body["type"])
+            await self.error("internal_error", "the server failed; retry", re=message.id)
+
+    async def _violation(
+        self,
+        code: str,
+        message: str,
+        *,
+        re: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer bad input with an error; close only when it keeps coming (abuse, not accident)."""
+        await self.error(code, message, re=re, details=details)
+        now = time.monotonic()
+        self._violations = [t for t in self._violations if now - t < 60] + [now]
+        if len(self._violations) > self.rt.settings.ws_max_violations:
+            self.close(CLOSE_POLICY, "too many invalid messages")
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def error(
+        self,
+        code: str,
+        message: str,
+        *,
+        re: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self.send(
+            p.Error(re=re, data=p.ErrorData(code=code, message=message, details=details))
+        )
+
+    async def send(self, message: BaseModel) -> None:
+        if not self._closing:
+            await self._queue.put(self._dump(message))
+
+    def push(self, message: BaseModel) -> None:
+        """Enqueue without waiting; a socket that cannot keep up is closed (it will catch up by
+        event id when it reconnects) instead of slowing the bus for everyone."""
+        if self._closing:
+            return
+        try:
+            self._queue.put_nowait(self._dump(message))
+        except asyncio.QueueFull:
+            log.warning("socket %s cannot keep up; closing it", self.id)
+            self.close(CLOSE_OVERLOADED, "send queue overflow")
+
+    def _force_put(self, item: Any) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except asyncio.QueueFull:
+                self._queue.get_nowait()  # make room for the close itself
+
+    @staticmethod
+    def _dump(message: BaseModel) -> str:
+        return message.model_dump_json()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, tuple) and item and item[0] is _CLOSE:
+                    _, code, reason = item
+                    if self.ws.application_state == WebSocketState.CONNECTED:
+                        await self.ws.close(code=code, reason=reason)
+                    return
+                await self.ws.send_text(item)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
