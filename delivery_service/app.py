@@ -10,7 +10,8 @@ from fastapi import APIRouter, FastAPI
 
 from delivery_service.api import errors
 from delivery_service.api.attempt_socket import router as attempt_socket_router
-from delivery_service.api.routes import attempts, auth, health, tests
+from delivery_service.api.routes import attempts, auth, classes, health, sessions, tests, users
+from delivery_service.api.session_socket import router as session_socket_router
 from delivery_service.logs import configure_logging
 from delivery_service.runtime import Runtime
 from delivery_service.settings import Settings
@@ -42,9 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
-    for module in (auth, tests, attempts):
+    for module in (auth, users, tests, attempts, classes, sessions):
         api.include_router(module.router)
     api.include_router(attempt_socket_router)
+    api.include_router(session_socket_router)
     app.include_router(api)
     app.include_router(health.router)
     return app

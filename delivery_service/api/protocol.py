@@ -279,9 +279,22 @@ server_message = TypeAdapter[ServerMessage](ServerMessage)
 
 
 def json_schema() -> dict[str, Any]:
+    from delivery_service.api.session_protocol import (
+        session_client_message,
+        session_server_message,
+    )
+
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "examserver attempt WebSocket protocol",
-        "client_to_server": client_message.json_schema(),
-        "server_to_client": server_message.json_schema(mode="serialization"),
+        "title": "examserver WebSocket protocols",
+        "attempt": {
+            "path": "/api/v1/attempts/{attempt_id}/ws",
+            "client_to_server": client_message.json_schema(),
+            "server_to_client": server_message.json_schema(mode="serialization"),
+        },
+        "session": {
+            "path": "/api/v1/sessions/{session_id}/ws",
+            "client_to_server": session_client_message.json_schema(),
+            "server_to_client": session_server_message.json_schema(mode="serialization"),
+        },
     }

@@ -29,6 +29,9 @@ class TicketIn(StrictModel):
     attempt_id: uuid.UUID | None = Field(
         None, description="optional: bind the ticket to one attempt's socket"
     )
+    session_id: uuid.UUID | None = Field(
+        None, description="optional: bind the ticket to one session's socket"
+    )
 
 
 class TicketOut(BaseModel):
@@ -59,5 +62,7 @@ async def issue_ticket(
     claims = user.claims()
     if body is not None and body.attempt_id is not None:
         claims["attempt_id"] = str(body.attempt_id)
+    if body is not None and body.session_id is not None:
+        claims["session_id"] = str(body.session_id)
     ticket = await runtime.tickets.issue(claims)
     return TicketOut(ticket=ticket, expires_in=runtime.tickets.ttl_seconds)

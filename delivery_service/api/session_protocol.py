@@ -1,0 +1,193 @@
+"""The session WebSocket's messages (source 002 and its addendum), defined once.
+
+Students send monitoring events and may answer through it; proctors only listen (their actions
+are REST calls, each audited). Events relayed from the bus share one envelope type whose `type`
+is one of SESSION_EVENTS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
+
+from delivery_service.api.protocol import (
+    AnswerFeedback,
+    Auth,
+    Error,
+    Heartbeat,
+    Ping,
+    Pong,
+    Question,
+    Superseded,
+    TimerMessage,
+    _Client,
+    _In,
+    _Server,
+)
+from delivery_service.schemas import AttemptView, ParticipantView, SessionOut, UserOut
+
+
+class Empty(_In):
+    pass
+
+
+class StateSyncRequest(_Client):
+    type: Literal["state_sync_request"]
+    data: Empty = Field(default_factory=Empty)
+
+
+class AnswerData(_In):
+    item_id: str = Field(
+        min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "question_id")
+    )
+    response: Any = Field(None, validation_alias=AliasChoices("response", "answer"))
+    client_seq: int = Field(ge=0, le=2**53)
+
+
+class AnswerSubmitted(_Client):
+    type: Literal["answer_submitted"]
+    data: AnswerData
+
+
+class TabViolationData(_In):
+    violation_type: str = Field("tab_switch", min_length=1, max_length=32)
+    duration_ms: int | None = Field(None, ge=0, description="how long the page was hidden")
+    client_time: float | None = Field(None, description="client clock, ms since epoch")
+
+
+class TabViolation(_Client):
+    type: Literal["tab_violation"]
+    data: TabViolationData = Field(default_factory=TabViolationData)
+
+
+class HighlightData(_In):
+    text: str = Field(min_length=1, max_length=5000)
+    item_id: str = Field(
+        min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "passage_id")
+    )
+    position_start: int = Field(ge=0)
+    position_end: int = Field(ge=0)
+    client_time: float | None = None
+
+
+class TextHighlighted(_Client):
+    type: Literal["text_highlighted"]
+    data: HighlightData
+
+
+class ProgressData(_In):
+    position: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
+
+
+class ProgressUpdate(_Client):
+    type: Literal["progress_update"]
+    data: ProgressData
+
+
+SessionClientMessage = Annotated[
+    Auth
+    | Heartbeat
+    | Ping
+    | StateSyncRequest
+    | AnswerSubmitted
+    | TabViolation
+    | TextHighlighted
+    | ProgressUpdate,
+    Field(discriminator="type"),
+]
+SESSION_CLIENT_TYPES = frozenset(
+    {
+        "auth",
+        "heartbeat",
+        "ping",
+        "state_sync_request",
+        "answer_submitted",
+        "tab_violation",
+        "text_highlighted",
+        "progress_update",
+    }
+)
+session_client_message = TypeAdapter[SessionClientMessage](SessionClientMessage)
+
+
+# ---- server → client ---------------------------------------------------------------------------
+
+
+class ConnectedData(BaseModel):
+    session_id: uuid.UUID
+    user: UserOut
+    role: Literal["student", "proctor"]
+    connection_id: str
+    recovered: bool | None = None
+
+
+class Connected(_Server):
+    type: Literal["connected"] = "connected"
+    data: ConnectedData
+
+
+class StateSyncData(BaseModel):
+    session: SessionOut
+    attempt: AttemptView | None = Field(None, description="students: their attempt, if any")
+    participants: list[ParticipantView] | None = Field(None, description="proctors: the grid")
+
+
+class StateSyncResponse(_Server):
+    type: Literal["state_sync_response"] = "state_sync_response"
+    data: StateSyncData
+
+
+class EventRecordedData(BaseModel):
+    type: str
+    event_id: int
+    count: int = Field(description="how many events of this type the student has in the session")
+
+
+class EventRecorded(_Server):
+    """The durable acknowledgement of a monitoring event: the client may drop it from its outbox."""
+
+    type: Literal["event_recorded"] = "event_recorded"
+    data: EventRecordedData
+
+
+SessionEventType = Literal[
+    "session_status_changed",
+    "waiting_room_opened",
+    "session_started",
+    "session_completed",
+    "participant_joined",
+    "participant_disconnected",
+    "notice",
+    "accommodation_changed",
+    "answer_submitted",
+    "tab_violation",
+    "text_highlighted",
+    "progress_update",
+    "timer_changed",
+    "assessment_completed",
+]
+
+
+class SessionEvent(_Server):
+    """An event relayed from the session's channels; `seq` resumes after it (last_event_id)."""
+
+    type: SessionEventType
+    data: dict[str, Any]
+
+
+SessionServerMessage = Annotated[
+    Connected
+    | StateSyncResponse
+    | EventRecorded
+    | SessionEvent
+    | AnswerFeedback
+    | Question
+    | TimerMessage
+    | Pong
+    | Superseded
+    | Error,
+    Field(discriminator="type"),
+]
+session_server_message = TypeAdapter[SessionServerMessage](SessionServerMessage)

@@ -1,0 +1,300 @@
+"""The session WebSocket, `/api/v1/sessions/{id}/ws` (source 002's addendum).
+
+Students auto-join on connect and leave on disconnect; they report monitoring events (written
+before they are broadcast) and may answer through it. Proctors (the class's teachers, admins)
+watch: they subscribe to the session channel and the proctor feed, which only their workers carry.
+
+A student listens to three channels: the session's, their own participant channel, and their
+attempt's once they have one. Each event's `seq` is `kind:epoch:offset`; reconnect with
+`last_event_id` set to the comma-separated latest `seq` of each kind to receive what was missed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, WebSocket
+
+from delivery_service.api import protocol as p
+from delivery_service.api import session_protocol as sp
+from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
+from delivery_service.domain.errors import AttemptNotInProgress
+from delivery_service.live.bus import RESYNC, Event
+from delivery_service.live.keys import (
+    attempt_channel,
+    participant_channel,
+    proctor_channel,
+    session_channel,
+)
+from delivery_service.schemas import Timer, UserOut
+
+if TYPE_CHECKING:
+    from delivery_service.runtime import Runtime
+
+router = APIRouter()
+
+STUDENT_FORWARDED = frozenset(
+    {
+        "session_status_changed",
+        "waiting_room_opened",
+        "session_completed",
+        "notice",
+        "accommodation_changed",
+        "assessment_completed",
+    }
+)
+
+
+@router.websocket("/sessions/{session_id}/ws")
+async def session_socket(websocket: WebSocket, session_id: uuid.UUID) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    await SessionConnection(websocket, runtime, session_id).serve()
+
+
+def parse_positions(value: str) -> dict[str, tuple[str, int]]:
+    positions: dict[str, tuple[str, int]] = {}
+    for part in value.split(","):
+        kind, _, rest = part.strip().partition(":")
+        epoch, _, offset = rest.partition(":")
+        if kind and epoch and offset.isdigit():
+            positions[kind] = (epoch, int(offset))
+    return positions
+
+
+class SessionConnection(LiveConnection):
+    adapter = sp.session_client_message
+    client_types = sp.SESSION_CLIENT_TYPES
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime, session_id: uuid.UUID) -> None:
+        super().__init__(websocket, runtime)
+        self.session_id = session_id
+        self.ticket_scope = ("session_id", str(session_id))
+        self.scope = f"s:{session_id}"
+        self.is_proctor = False
+        self.attempt_id: uuid.UUID | None = None
+        self._joined: Any = None
+
+    # ---- admission and greeting -------------------------------------------------------------
+
+    async def admit(self) -> None:
+        self.is_proctor = await self.rt.group_sessions.can_watch(self.who, self.session_id)
+        if not self.is_proctor and self.who.role != "student":
+            raise Rejected("forbidden", "not a proctor of this session", CLOSE_FORBIDDEN)
+
+    def channels(self) -> dict[str, str]:
+        sid = str(self.session_id)
+        if self.is_proctor:
+            return {"session": session_channel(sid), "proctor": proctor_channel(sid)}
+        kinds = {
+            "session": session_channel(sid),
+            "participant": participant_channel(sid, str(self.who.user_id)),
+        }
+        if self.attempt_id is not None:
+            kinds["attempt"] = attempt_channel(str(self.attempt_id))
+        return kinds
+
+    async def on_open(self) -> None:
+        if not self.is_proctor:
+            # Join first, so the attempt channel is known before subscribing.
+            self._joined = await self.rt.group_sessions.join(self.who, self.session_id)
+            if self._joined.attempt is not None:
+                self.attempt_id = self._joined.attempt.id
+        for kind, channel in self.channels().items():
+            await self.subscribe(channel, self._listener(kind))
+        if not self.is_proctor:
+            await self.take_ownership(self.scope, self.channels()["participant"])
+        recovered, missed = await self._replay()
+        user = UserOut(id=self.who.user_id, username=self.who.username, role=self.who.role)
+        await self.send(
+            sp.Connected(
+                data=sp.ConnectedData(
+                    session_id=self.session_id,
+                    user=user,
+                    role="proctor" if self.is_proctor else "student",
+                    connection_id=self.id,
+                    recovered=recovered,
+                )
+            )
+        )
+        for kind, event in missed:
+            self._relay(kind, event)
+        await self._state_sync()
+        problem = self._joined.problem if self._joined else None
+        if problem is not None:
+            await self.error(problem.code, problem.message, details=problem.details)
+
+    async def _replay(self) -> tuple[bool | None, list[tuple[str, Event]]]:
+        last = self.ws.query_params.get("last_event_id")
+        if not last:
+            return None, []
+        positions = parse_positions(last)
+        recovered = bool(positions)
+        missed: list[tuple[str, Event]] = []
+        for kind, channel in self.channels().items():
+            if kind not in positions:
+                continue
+            ok, events = await self.rt.bus.replay(channel, *positions[kind])
+            recovered = recovered and ok
+            missed += [(kind, e) for e in events]
+        return recovered, missed
+
+    async def _state_sync(self, re: str | None = None) -> None:
+        svc = self.rt.group_sessions
+        session = await svc.get(self.who, self.session_id)
+        if self.is_proctor:
+            grid = await svc.participants(self.who, self.session_id)
+            data = sp.StateSyncData(session=session, participants=grid)
+        else:
+            attempt = (
+                await self.rt.attempts.get(self.who, self.attempt_id) if self.attempt_id else None
+            )
+            data = sp.StateSyncData(session=session, attempt=attempt)
+        await self.send(sp.StateSyncResponse(re=re, data=data))
+
+    async def on_close(self) -> None:
+        if self.is_proctor:
+            return
+        # A superseded socket leaves quietly: the student is still here, on the newer one.
+        if await self.release_ownership(self.scope):
+            await self.rt.group_sessions.leave(self.who, self.session_id, self.rt.clock.now())
+
+    # ---- messages ---------------------------------------------------------------------------
+
+    async def dispatch(self, message: Any) -> None:
+        re = message.id
+        match message:
+            case p.Heartbeat():
+                if not self.is_proctor:
+                    await self.ensure_owner(self.scope)
+                    await self.rt.group_sessions.heartbeat(
+                        self.who, self.session_id, self.rt.clock.now()
+                    )
+                await self.send(p.Pong(re=re, data=p.PongData(server_now=self.rt.clock.now())))
+            case p.Ping():
+                timer, state = await self._timer()
+                data = p.TimerData(state=state, timer=timer, client_time=message.data.client_time)
+                await self.send(p.TimerMessage(re=re, data=data))
+            case sp.StateSyncRequest():
+                await self._state_sync(re)
+            case sp.AnswerSubmitted():
+                attempt_id = await self._student_attempt()
+                ack = await self.rt.attempts.save_answer(
+                    self.who,
+                    attempt_id,
+                    item_id=message.data.item_id,
+                    response=message.data.response,
+                    client_seq=message.data.client_seq,
+                    connection_id=self.id,
+                )
+                await self.send(p.AnswerFeedback(re=re, data=ack))
+            case sp.ProgressUpdate():
+                attempt_id = await self._student_attempt()
+                current = await self.rt.attempts.navigate(
+                    self.who, attempt_id, message.data.position
+                )
+                await self.send(p.Question(re=re, data=current))
+            case sp.TabViolation() | sp.TextHighlighted():
+                await self._student_only()
+                payload = message.data.model_dump(exclude={"client_time"})
+                event = await self.rt.group_sessions.record_event(
+                    self.who,
+                    self.session_id,
+                    message.type,
+                    payload,
+                    _client_time(message.data.client_time),
+                )
+                await self.send(
+                    sp.EventRecorded(
+                        re=re,
+                        data=sp.EventRecordedData(
+                            type=message.type, event_id=event["event_id"], count=event["count"]
+                        ),
+                    )
+                )
+
+    async def _student_only(self) -> None:
+        if self.is_proctor:
+            raise Rejected("forbidden", "only students send this", CLOSE_FORBIDDEN)
+        await self.ensure_owner(self.scope)
+
+    async def _student_attempt(self) -> uuid.UUID:
+        await self._student_only()
+        if self.attempt_id is None:
+            raise AttemptNotInProgress("not_started")
+        return self.attempt_id
+
+    async def _timer(self) -> tuple[Timer, str | None]:
+        if self.attempt_id is not None:
+            progress = await self.rt.attempts.progress(self.who, self.attempt_id)
+            return progress.timer, progress.state
+        session = await self.rt.group_sessions.get(self.who, self.session_id)
+        now = self.rt.clock.now()
+        if session.ends_at is not None and session.state == "in_progress":
+            remaining = max(int((session.ends_at - now).total_seconds() * 1000), 0)
+            return Timer(
+                deadline=session.ends_at, server_now=now, remaining_ms=remaining, running=True
+            ), session.state
+        return Timer(
+            deadline=None,
+            server_now=now,
+            remaining_ms=session.time_limit_seconds * 1000,
+            running=False,
+        ), session.state
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def _listener(self, kind: str) -> Any:
+        def listener(event: Event) -> None:
+            self._relay(kind, event)
+
+        return listener
+
+    def _relay(self, kind: str, event: Event) -> None:
+        seq = f"{kind}:{event.epoch}:{event.offset}"
+        if event.type == RESYNC:
+            self.spawn(self._state_sync())
+        elif event.type == "superseded":
+            if event.data.get("connection_id") == self.id:
+                self.supersede()
+        elif self.is_proctor:
+            self.push(sp.SessionEvent(type=event.type, seq=seq, data=event.data))
+        elif event.type == "session_started":
+            self._student_started(seq, event.data)
+        elif event.type == "timer":
+            self.push(p.TimerMessage(seq=seq, data=p.TimerData.model_validate(event.data)))
+        elif event.type in STUDENT_FORWARDED:
+            self.push(sp.SessionEvent(type=event.type, seq=seq, data=event.data))
+
+    def _student_started(self, seq: str, data: dict[str, Any]) -> None:
+        """Relay the start with only this student's own assignment, and follow their attempt."""
+        mine = data.get("assignments", {}).get(str(self.who.user_id))
+        personal = {k: v for k, v in data.items() if k not in ("assignments", "connected_students")}
+        personal["attempt_id"] = mine["attempt_id"] if mine else None
+        personal["deadline"] = mine["deadline"] if mine else None
+        self.push(sp.SessionEvent(type="session_started", seq=seq, data=personal))
+        if mine and self.attempt_id is None:
+            self.attempt_id = uuid.UUID(mine["attempt_id"])
+            self.spawn(
+                self.subscribe(attempt_channel(mine["attempt_id"]), self._listener("attempt"))
+            )
+        elif not mine:
+            # Connected too late to be counted at the start: join now, the way a late joiner does.
+            self.spawn(self._late_join())
+
+    async def _late_join(self) -> None:
+        joined = await self.rt.group_sessions.join(self.who, self.session_id)
+        if joined.attempt is not None and self.attempt_id is None:
+            self.attempt_id = joined.attempt.id
+            await self.subscribe(attempt_channel(str(joined.attempt.id)), self._listener("attempt"))
+        await self._state_sync()
+
+
+def _client_time(value: float | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
