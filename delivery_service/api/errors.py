@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from delivery_service.domain.errors import DomainError
+from delivery_service.domain.errors import Conflict, DomainError
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_credentials": 401,
@@ -32,6 +32,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "position_out_of_range": 422,
     "validation_error": 422,
     "too_many_attempts": 429,
+    "invalid_accommodation": 422,
+    "superseded": 409,
 }
 
 
@@ -71,7 +73,9 @@ class ApiError(Exception):
 def status_for(error: DomainError) -> int:
     if error.code.endswith("_not_found"):
         return 404
-    return STATUS_BY_CODE.get(error.code, 400)
+    if error.code in STATUS_BY_CODE:
+        return STATUS_BY_CODE[error.code]
+    return 409 if isinstance(error, Conflict) else 400
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

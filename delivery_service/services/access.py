@@ -42,8 +42,9 @@ async def class_for(
     """Load a class the caller may see (404 otherwise) and, with manage=True, manage (403)."""
     stmt = select(Class).where(Class.id == class_id).execution_options(populate_existing=True)
     klass = await s.scalar(stmt.with_for_update() if lock else stmt)
-    if klass is None or not await can_see(s, principal, class_id):
+    if klass is None:
         raise NotFound("class", class_id)
+    _require_visible(await can_see(s, principal, class_id), principal, "class", class_id)
     if manage and not await can_manage(s, principal, class_id):
         raise Forbidden("only the class's teachers or an admin can do this")
     return klass
@@ -63,8 +64,20 @@ async def session_for(
         .execution_options(populate_existing=True)
     )
     session = await s.scalar(stmt.with_for_update() if lock else stmt)
-    if session is None or not await can_see(s, principal, session.class_id):
+    if session is None:
         raise NotFound("session", session_id)
+    _require_visible(
+        await can_see(s, principal, session.class_id), principal, "session", session_id
+    )
     if manage and not await can_manage(s, principal, session.class_id):
         raise Forbidden("only the class's teachers or an admin can manage this session")
     return session
+
+
+def _require_visible(visible: bool, principal: Principal, what: str, ident: uuid.UUID) -> None:
+    """Staff of other classes are told no (403); students are not told it exists (404)."""
+    if visible:
+        return
+    if principal.is_staff:
+        raise Forbidden(f"this {what} belongs to a class you do not teach")
+    raise NotFound(what, ident)

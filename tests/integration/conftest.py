@@ -16,6 +16,8 @@ class World:
     teacher: Api
     student: Api
     other: Api
+    admin: Api
+    teacher2: Api
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
 
@@ -45,14 +47,17 @@ async def world(
     server_settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[World]:
     await add_user(sessions, "teacher", "teacher")
-    await add_user(sessions, "student1")
-    await add_user(sessions, "student2")
+    await add_user(sessions, "teacher2", "teacher")
+    await add_user(sessions, "admin", "admin")
+    for n in (1, 2, 3):
+        await add_user(sessions, f"student{n}")
     async with running_server(server_settings) as served:
-        teacher = await Api.login(served.url, "teacher")
-        student = await Api.login(served.url, "student1")
-        other = await Api.login(served.url, "student2")
+        apis = [
+            await Api.login(served.url, name)
+            for name in ("teacher", "student1", "student2", "admin", "teacher2")
+        ]
         try:
-            yield World(served, teacher, student, other, sessions, server_settings)
+            yield World(served, *apis, sessions=sessions, settings=server_settings)
         finally:
-            for api in (teacher, student, other):
+            for api in apis:
                 await api.close()
