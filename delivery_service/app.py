@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from delivery_service.api import errors
 from delivery_service.api.attempt_socket import router as attempt_socket_router
@@ -19,6 +22,7 @@ from delivery_service.settings import Settings
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+WEB = Path(__file__).with_name("web")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,6 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(session_socket_router)
     app.include_router(api)
     app.include_router(health.router)
+
+    @app.get("/console", include_in_schema=False)
+    async def console() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    app.mount("/console", StaticFiles(directory=WEB / "console", html=True), name="console")
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
     return app
 
 

@@ -1,9 +1,10 @@
-"""Demo data: users, and a sample test. Passwords are `demo`: for trying the server, never for a
-real exam (the README says so)."""
+"""Demo data: users, a sample test, the class "Beacon 31" with every demo student, and a session
+of it ready to open. Passwords are `demo`: for trying the server, never for a real exam."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,10 +13,19 @@ from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import hash_password
 from delivery_service.storage.database import db_now
-from delivery_service.storage.models import Test, User
+from delivery_service.storage.models import (
+    Class,
+    ClassStudent,
+    ClassTeacher,
+    GroupSession,
+    Test,
+    User,
+)
 
 DEMO_PASSWORD = "demo"
 SAMPLE_TITLE = "Sample exam: general knowledge"
+DEMO_CLASS = "Beacon 31"
+DEMO_SESSION = "Beacon 31 mock exam"
 
 
 def demo_users() -> list[tuple[str, str, str]]:
@@ -74,9 +84,30 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], *, hash_cost: in
                 )
             )
         await s.flush()
-        if await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE)) is None:
-            teacher = await s.scalar(select(User).where(User.username == "teacher"))
-            if teacher is None:  # pragma: no cover - created just above
-                raise RuntimeError("the demo teacher is missing")
-            await add_test(s, sample_test(), created_by=teacher.id)
+        teacher = await s.scalar(select(User).where(User.username == "teacher"))
+        if teacher is None:  # pragma: no cover - created just above
+            raise RuntimeError("the demo teacher is missing")
+        test = await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE))
+        if test is None:
+            test = await add_test(s, sample_test(), created_by=teacher.id)
+        if await s.scalar(select(Class).where(Class.name == DEMO_CLASS)) is None:
+            klass = Class(name=DEMO_CLASS, description="Demo class", state="active",
+                          created_by=teacher.id, created_at=now)  # fmt: skip
+            s.add(klass)
+            await s.flush()
+            s.add(ClassTeacher(class_id=klass.id, user_id=teacher.id))
+            students = await s.scalars(select(User).where(User.role == "student"))
+            for student in students:
+                s.add(ClassStudent(class_id=klass.id, user_id=student.id, enrolled_at=now))
+            s.add(
+                GroupSession(
+                    class_id=klass.id,
+                    test_id=test.id,
+                    title=DEMO_SESSION,
+                    state="scheduled",
+                    scheduled_at=now + timedelta(minutes=10),
+                    created_by=teacher.id,
+                    created_at=now,
+                )
+            )
         return len(missing)
