@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -163,16 +164,17 @@ class Runtime:
         ]
 
     async def stop(self) -> None:
+        """Shut down in bounded steps: a stuck step is logged by name and skipped, so a worker
+        always exits (an orchestrator would kill it anyway) and the log says what hung."""
         self.draining = True
-        await self.sockets.close_all(code=1012, reason="server restarting")
+        await _bounded("close sockets", self.sockets.close_all(code=1012, reason="restarting"))
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.bus.close()
-        await self.redis.aclose()
-        await self.engine.dispose()
+            await _bounded(f"stop {task.get_name()}", _finished(task))
+        await _bounded("close pub/sub", self.bus.close())
+        await _bounded("close redis", self.redis.aclose())
+        await _bounded("close database", self.engine.dispose())
 
     async def sync_clock(self) -> None:
         async with self.sessions() as s:
@@ -208,3 +210,17 @@ class Runtime:
         checks["sweeper"] = self.sweeper.healthy
         checks["draining"] = self.draining
         return checks
+
+
+async def _finished(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _bounded(step: str, pending: Awaitable[object], seconds: float = 5.0) -> None:
+    try:
+        await asyncio.wait_for(pending, timeout=seconds)
+    except TimeoutError:
+        log.error("shutdown step %r took over %.0fs; skipped", step, seconds)
+    except Exception:
+        log.warning("shutdown step %r failed", step, exc_info=True)

@@ -8,20 +8,14 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import uvicorn
 import websockets
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.app import create_app
-from delivery_service.runtime import Runtime
 from delivery_service.services.security import hash_password
-from delivery_service.settings import Settings
 from delivery_service.storage.models import User
 
 TEST_SECRET = "test-secret-for-the-examserver-suite-0123456789"
@@ -158,42 +152,3 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@dataclass
-class Served:
-    url: str
-    app: FastAPI
-
-    @property
-    def runtime(self) -> Runtime:
-        runtime: Runtime = self.app.state.runtime
-        return runtime
-
-
-@asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[Served]:
-    """Serve the real app with uvicorn inside the test's event loop."""
-    app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        ws_max_size=4 * settings.ws_max_message_bytes,
-        ws_per_message_deflate=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield Served(f"http://127.0.0.1:{port}", app)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=20)
-        sock.close()

@@ -174,6 +174,9 @@ class AuthSuccessData(BaseModel):
     recovered: bool | None = Field(
         None, description="with last_event_id: true if every missed event follows"
     )
+    last_event_id: str = Field(
+        "", description="the channel's current position: resume from here if no event follows"
+    )
 
 
 class AuthSuccess(_Server):

@@ -121,6 +121,10 @@ class ConnectedData(BaseModel):
     role: Literal["student", "proctor"]
     connection_id: str
     recovered: bool | None = None
+    positions: dict[str, str] = Field(
+        default_factory=dict,
+        description="the current seq of each channel kind: resume from here if no event follows",
+    )
 
 
 class Connected(_Server):

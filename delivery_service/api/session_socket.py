@@ -106,6 +106,10 @@ class SessionConnection(LiveConnection):
         if not self.is_proctor:
             await self.take_ownership(self.scope, self.channels()["participant"])
         recovered, missed = await self._replay()
+        positions = {}
+        for kind, channel in self.channels().items():
+            epoch, offset = await self.rt.bus.start_position(channel)
+            positions[kind] = f"{kind}:{epoch}:{offset}"
         user = UserOut(id=self.who.user_id, username=self.who.username, role=self.who.role)
         await self.send(
             sp.Connected(
@@ -115,6 +119,7 @@ class SessionConnection(LiveConnection):
                     role="proctor" if self.is_proctor else "student",
                     connection_id=self.id,
                     recovered=recovered,
+                    positions=positions,
                 )
             )
         )

@@ -85,6 +85,14 @@ class Bus:
         epoch, offset = await self._redis.mget(epoch_key, offset_key)
         return (str(epoch) if epoch is not None else None), int(offset or 0)
 
+    async def start_position(self, channel: str) -> tuple[str, int]:
+        """The position a new subscriber resumes from, creating the channel's epoch if it has
+        none yet, so that even a client that saw no event can ask for what it missed."""
+        _, epoch_key, _ = self._keys.channel_keys(channel)
+        await self._redis.set(epoch_key, secrets.token_hex(6), nx=True, ex=self._ttl)
+        epoch, offset = await self.position(channel)
+        return epoch or "", offset
+
     async def replay(self, channel: str, epoch: str, offset: int) -> tuple[bool, list[Event]]:
         """Events after (epoch, offset); recovered=False when they cannot all be produced (the
         epoch changed because Redis lost data, or the stream was trimmed past them)."""

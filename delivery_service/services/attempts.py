@@ -27,6 +27,7 @@ from delivery_service.domain.errors import (
     AttemptLimitReached,
     AttemptNotInProgress,
     ClientSeqConflict,
+    Conflict,
     DeadlinePassed,
     Forbidden,
     NotFound,
@@ -56,6 +57,7 @@ from delivery_service.storage.database import db_now
 from delivery_service.storage.models import (
     Attempt,
     AuditEntry,
+    GroupSession,
     Item,
     ItemState,
     ResponseEvent,
@@ -107,6 +109,8 @@ class AttemptService:
                     if test is None:
                         raise NotFound("test", test_id)
                     now = await db_now(s)
+                    if not principal.is_staff:
+                        await _refuse_if_reserved(s, test_id)
                     open_attempt = await s.scalar(
                         select(Attempt).where(
                             Attempt.test_id == test_id,
@@ -760,6 +764,23 @@ class AttemptService:
             end_reason=attempt.end_reason,
             score=attempt.score if principal.is_staff else None,
             max_score=attempt.max_score if principal.is_staff else None,
+        )
+
+
+async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID) -> None:
+    """A test that a proctored session will use (or is using) cannot be taken self-paced:
+    it would show the exam's items before the exam."""
+    reserved = await s.scalar(
+        select(GroupSession.id).where(
+            GroupSession.test_id == test_id,
+            GroupSession.state.in_(("scheduled", "waiting", "in_progress")),
+        )
+    )
+    if reserved is not None:
+        raise Conflict(
+            "test_reserved_for_session",
+            "this test is reserved for a proctored session; join the session instead",
+            session_id=str(reserved),
         )
 
 

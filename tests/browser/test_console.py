@@ -11,9 +11,10 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from delivery_service.embedded import running_server
 from delivery_service.storage.database import create_engine, create_sessionmaker
 from tests.conftest import make_settings
-from tests.support import PASSWORD, Api, Socket, add_user, running_server, sample_test
+from tests.support import PASSWORD, Api, Socket, add_user, sample_test
 
 CHROMIUM = "/usr/bin/chromium"
 

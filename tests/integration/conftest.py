@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from delivery_service.embedded import Served, running_server
 from delivery_service.settings import Settings
-from tests.support import Api, Served, add_user, running_server, sample_test
+from tests.support import Api, add_user, sample_test
 
 
 @dataclass

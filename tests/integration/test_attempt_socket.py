@@ -266,7 +266,7 @@ async def test_a_silent_socket_is_closed(world: World) -> None:
 
 
 def running_quiet_server(world: World):  # type: ignore[no-untyped-def]
-    from tests.support import running_server
+    from delivery_service.embedded import running_server
 
     return running_server(world.settings.model_copy(update={"ws_heartbeat_timeout_seconds": 1.0}))
 

@@ -459,3 +459,53 @@ async def test_a_second_student_socket_supersedes_the_first(world: World) -> Non
         kinds = [m["type"] for m in proctor.seen]
         assert kinds.count("participant_disconnected") == 0
         assert (await proctor.until("participant_disconnected"))["data"]["connected_count"] == 0
+
+
+async def test_a_test_reserved_for_a_session_cannot_be_taken_self_paced(world: World) -> None:
+    _, sid = await scheduled(world, "student1")
+    test_id = (await world.teacher.get(f"/sessions/{sid}"))["test_id"]
+    refused = await world.student.post("/attempts", {"test_id": test_id}, expect=409)
+    assert refused["error"]["code"] == "test_reserved_for_session"
+    await world.teacher.post(f"/sessions/{sid}/cancel")
+    await world.student.post("/attempts", {"test_id": test_id}, expect=201)
+
+
+async def test_a_proctor_who_reconnects_gets_exactly_what_they_missed(world: World) -> None:
+    _, sid = await scheduled(world, "student1")
+    await world.teacher.post(f"/sessions/{sid}/start-waiting")
+    async with await session_socket(world.student, sid) as student:
+        await student.until("state_sync_response")
+        async with await session_socket(world.teacher, sid) as proctor:
+            greeting = await proctor.until("connected")
+            latest: dict[str, str] = dict(greeting["data"]["positions"])
+            assert set(latest) == {"session", "proctor"}
+            await proctor.until("state_sync_response")
+            await world.teacher.post(f"/sessions/{sid}/start")
+            await proctor.until("session_started")
+            for message in proctor.seen:
+                if message.get("seq"):
+                    latest[message["seq"].split(":")[0]] = message["seq"]
+        await student.until("session_started")
+        await student.request(
+            "answer_submitted", {"item_id": "q1", "response": "B", "client_seq": 1}
+        )
+        await student.request(
+            "answer_submitted", {"item_id": "q2", "response": "C", "client_seq": 2}
+        )
+        await student.request("tab_violation", {"duration_ms": 1000})
+        resume = ",".join(latest.values())
+        async with await session_socket(world.teacher, sid, last_event_id=resume) as again:
+            hello = await again.until("connected")
+            assert hello["data"]["recovered"] is True
+            await again.until("state_sync_response")
+            missed = [(m["seq"].split(":")[0], m["type"]) for m in again.seen if m.get("seq")]
+            # The two status-change copies it left before reading, then what happened meanwhile.
+            assert missed == [
+                ("session", "session_status_changed"),
+                ("proctor", "session_status_changed"),
+                ("proctor", "answer_submitted"),
+                ("proctor", "answer_submitted"),
+                ("proctor", "tab_violation"),
+            ]
+        async with await session_socket(world.teacher, sid, last_event_id="proctor:gone:9") as old:
+            assert (await old.until("connected"))["data"]["recovered"] is False

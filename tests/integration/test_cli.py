@@ -57,8 +57,16 @@ def test_the_demo_starts_with_demo_users_and_a_sample_test(tmp_path: Path) -> No
         )
         assert login.status_code == 200
         token = login.json()["access_token"]
-        tests = httpx.get(f"{base}/api/v1/tests", headers={"Authorization": f"Bearer {token}"})
+        auth = {"Authorization": f"Bearer {token}"}
+        tests = httpx.get(f"{base}/api/v1/tests", headers=auth)
         assert [t["item_count"] for t in tests.json()] == [5]
+        mine = httpx.get(f"{base}/api/v1/sessions/my-sessions", headers=auth).json()
+        assert [(m["title"], m["class_name"], m["state"]) for m in mine] == [
+            ("Beacon 31 mock exam", "Beacon 31", "scheduled")
+        ]
+        console = httpx.get(f"{base}/console/")
+        assert console.status_code == 200
+        assert "Proctor console" in console.text
         printed = log.read_text()
         assert f"{base}/docs" in printed
         assert 'password is "demo"' in printed

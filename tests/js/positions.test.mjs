@@ -22,3 +22,11 @@ test("a new epoch starts over", () => {
 test("messages without a seq always pass", () => {
   assert.equal(new Positions().see(undefined), true);
 });
+
+test("positions from the greeting fill only the kinds not seen yet", () => {
+  const p = new Positions();
+  p.see("session:e1:5");
+  p.adopt({ session: "session:e1:9", proctor: "proctor:e2:3" });
+  assert.equal(p.toParam(), "session:e1:5,proctor:e2:3");
+  assert.equal(p.see("session:e1:6"), true, "replayed events after 5 still pass");
+});

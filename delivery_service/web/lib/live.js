@@ -43,6 +43,7 @@ export class LiveSocket {
     };
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
+      if (message.type === "connected") this.positions.adopt(message.data.positions);
       if (this.positions.see(message.seq)) this.onMessage(message);
     };
     socket.onclose = (event) => {

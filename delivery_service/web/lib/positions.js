@@ -17,6 +17,15 @@ export class Positions {
     return true;
   }
 
+  // The server's current positions on connect: adopt those of kinds we have none for (the
+  // kinds we do have are followed by their replayed events, which must not be skipped).
+  adopt(positions) {
+    for (const seq of Object.values(positions ?? {})) {
+      const [kind] = seq.split(":");
+      if (!this.latest.has(kind)) this.see(seq);
+    }
+  }
+
   toParam() {
     return [...this.latest].map(([kind, p]) => `${kind}:${p.epoch}:${p.offset}`).join(",");
   }

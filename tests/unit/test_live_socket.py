@@ -1,0 +1,47 @@
+"""The slow-socket rule, with a socket whose client never reads."""
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from delivery_service.api import protocol as p
+from delivery_service.api.live_socket import CLOSE_OVERLOADED, LiveConnection
+from delivery_service.settings import Settings
+
+
+class StuckWebSocket:
+    """A peer that stopped reading: every send waits forever."""
+
+    def __init__(self) -> None:
+        self.closed_with: int | None = None
+
+    async def send_text(self, _: str) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed_with = code
+
+
+def connection(queue_size: int) -> tuple[LiveConnection, StuckWebSocket]:
+    settings = Settings(environment="test", jwt_secret="x" * 40, ws_send_queue_size=queue_size)
+    ws = StuckWebSocket()
+    return LiveConnection(ws, SimpleNamespace(settings=settings)), ws  # type: ignore[arg-type]
+
+
+async def test_events_never_wait_for_a_slow_socket_and_overflow_closes_it() -> None:
+    slow, _ = connection(queue_size=4)
+    pushed: list[Any] = []
+    for n in range(10):
+        slow.push(p.Pong(data=p.PongData(server_now="2026-11-22T09:00:00Z")))  # type: ignore[arg-type]
+        pushed.append(n)  # push returned at once: the bus was never held up
+    assert len(pushed) == 10
+    assert slow._closing is True
+    queued = [slow._queue.get_nowait() for _ in range(slow._queue.qsize())]
+    assert queued[-1][1] == CLOSE_OVERLOADED
+
+
+async def test_a_socket_within_its_queue_is_left_alone() -> None:
+    fine, _ = connection(queue_size=16)
+    for _ in range(10):
+        fine.push(p.Pong(data=p.PongData(server_now="2026-11-22T09:00:00Z")))  # type: ignore[arg-type]
+    assert fine._closing is False
