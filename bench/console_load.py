@@ -116,18 +116,22 @@ async def student(url: str, token: str, ready: asyncio.Event, go: asyncio.Event,
         await asyncio.sleep(3600)
 
 
-async def run(students: int) -> dict[str, Any]:
+def bench_settings() -> Settings:
     tmp = tempfile.mkdtemp()
-    url = os.environ.get("EXAMSERVER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp}/bench.db")
-    settings = Settings(
+    return Settings(
         environment="test",
-        database_url=url,
+        database_url=os.environ.get(
+            "EXAMSERVER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp}/bench.db"
+        ),
         redis_url=os.environ.get("EXAMSERVER_REDIS_URL", "memory://"),
         redis_prefix=f"bench{uuid.uuid4().hex[:6]}:exam:v1",
         jwt_secret="bench-secret-" + "x" * 32,
         ws_rate_burst=100,
     )
-    upgrade(settings.database_url)
+
+
+async def run(settings: Settings, students: int) -> dict[str, Any]:
+    url = settings.database_url
     session_id, who, teacher = await seed(settings, students)
     async with running_server(settings) as served:
         tokens = served.runtime.tokens
@@ -203,7 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=300)
     args = parser.parse_args()
-    result = asyncio.run(run(args.students))
+    settings = bench_settings()
+    upgrade(settings.database_url)
+    result = asyncio.run(run(settings, args.students))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"console-{args.students}-{result['date'].replace(':', '')}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

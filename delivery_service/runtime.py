@@ -81,7 +81,7 @@ class Runtime:
 
         engine = create_engine(settings)
         sessions = create_sessionmaker(engine)
-        redis = create_redis(settings.redis_url)
+        redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
         keys = Keys(settings.redis_prefix)
         scripts = Scripts.register(redis)
         clock = ServerClock()

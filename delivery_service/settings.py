@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         "memory://", description="redis://host:port/db, or memory:// for in-process fakeredis"
     )
     redis_prefix: str = Field("exam:v1", description="prefix of every Redis key and channel")
+    redis_max_connections: int = Field(
+        100, description="per worker; callers wait for a free one rather than fail"
+    )
 
     jwt_secret: str = INSECURE_SECRET
     jwt_issuer: str = "examserver"

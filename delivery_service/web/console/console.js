@@ -180,23 +180,31 @@ function render() {
       ? `×${row.time_multiplier} +${row.extra_seconds}s` : "";
     tr.classList.toggle("alert", row.violations > 0);
     tr.setAttribute("aria-selected", String(row.student.id === selected));
+    showTime(row, Date.now() + offsetMs);
   }
-  tick();
-  const feed = $("#feed");
-  feed.replaceChildren(...grid.feed.slice(0, 50).map((entry) => {
-    const li = document.createElement("li");
-    li.textContent = `${entry.at ? new Date(entry.at).toLocaleTimeString() : ""} ${entry.message}`;
-    return li;
-  }));
+  if (grid.feed.length && grid.feed[0] !== shownFeedHead) {
+    shownFeedHead = grid.feed[0];
+    $("#feed").replaceChildren(...grid.feed.slice(0, 50).map((entry) => {
+      const li = document.createElement("li");
+      li.textContent = `${entry.at ? new Date(entry.at).toLocaleTimeString() : ""} ${entry.message}`;
+      return li;
+    }));
+  }
 }
 
+let shownFeedHead = null;
+
+function showTime(row, now) {
+  const tr = rows.get(row.student.id);
+  const running = row.state === "in_progress";
+  const text = formatClock(running ? remainingMs(row, now) : row.remaining_ms ?? null);
+  if (tr && tr.children[5].textContent !== text) tr.children[5].textContent = text;
+}
+
+// Once a second: the countdowns (only cells whose text changes are touched).
 function tick() {
   const now = Date.now() + offsetMs;
-  for (const row of grid.rows.values()) {
-    const tr = rows.get(row.student.id);
-    const running = row.state === "in_progress";
-    if (tr) tr.children[5].textContent = formatClock(running ? remainingMs(row, now) : row.remaining_ms ?? null);
-  }
+  for (const row of grid.rows.values()) showTime(row, now);
   if (session?.ends_at && session.state === "in_progress") {
     $("#session-clock").textContent = formatClock(Math.max(0, Date.parse(session.ends_at) - now));
   } else {
