@@ -340,3 +340,16 @@ class SessionStats(BaseModel):
     max_score: float | None
     average_time_used_seconds: float | None
     students: list[ParticipantView]
+
+
+class ReasonIn(StrictModel):
+    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
+
+
+class RequiredReasonIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=1000, description="kept in the audit log")
+
+
+class ExtendIn(StrictModel):
+    seconds: int = Field(ge=-24 * 3600, le=24 * 3600, description="negative takes time away")
+    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")

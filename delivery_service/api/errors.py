@@ -98,17 +98,22 @@ def validation_details(errors: Any) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
+    # Starlette calls each handler only with the class it was registered for; the checks narrow
+    # the type for mypy (Starlette's signature says Exception).
     async def domain(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DomainError)
+        if not isinstance(exc, DomainError):
+            raise exc
         return _json(status_for(exc), error_body(exc.code, exc.message, exc.details))
 
     async def api(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
+        if not isinstance(exc, ApiError):
+            raise exc
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _json(exc.status, error_body(exc.code, exc.message), headers)
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+        if not isinstance(exc, RequestValidationError):
+            raise exc
         return _json(
             422,
             error_body(
@@ -117,7 +122,8 @@ def install(app: FastAPI) -> None:
         )
 
     async def http(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, StarletteHTTPException):
+            raise exc
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _json(exc.status_code, error_body(code, str(exc.detail)))
 

@@ -13,9 +13,7 @@ def create_redis(url: str, *, max_connections: int = 100, wait_seconds: float = 
         from fakeredis import FakeServer
         from fakeredis.aioredis import FakeRedis
 
-        client: Redis = FakeRedis(
-            server=FakeServer(), decode_responses=True, max_connections=2**16
-        )
+        client: Redis = FakeRedis(server=FakeServer(), decode_responses=True, max_connections=2**16)
         return client
     pool = BlockingConnectionPool.from_url(
         url,

@@ -51,6 +51,7 @@ from delivery_service.schemas import (
     Progress,
     Timer,
 )
+from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
@@ -67,7 +68,6 @@ from delivery_service.storage.models import (
 log = logging.getLogger(__name__)
 
 Access = Literal["owner", "read", "staff"]
-AfterCommit = Callable[[], Awaitable[Any]]
 R = TypeVar("R")
 
 
@@ -469,7 +469,7 @@ class AttemptService:
                             lambda: self._timers.schedule(attempt_id, deadline, now)
                         )
         if loaded is None:  # gone, final or paused: nothing to time
-            await self._safely(self._timers.cancel(attempt_id))
+            await run_safely(self._timers.cancel(attempt_id))
             return False
         await self._run_after(loaded)
         return expired
@@ -619,14 +619,7 @@ class AttemptService:
 
     async def _run_after(self, x: Loaded) -> None:
         for action in x.after:
-            await self._safely(action())
-
-    @staticmethod
-    async def _safely(pending: Awaitable[Any]) -> None:
-        try:
-            await pending
-        except Exception:
-            log.warning("post-commit Redis step failed; reconcile will repair it", exc_info=True)
+            await run_safely(action())
 
     async def _record_answer(
         self,

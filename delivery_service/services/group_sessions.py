@@ -7,9 +7,7 @@ session channel (everyone), the proctor feed (staff only) or one participant's c
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +36,7 @@ from delivery_service.schemas import (
     TimelineEntry,
 )
 from delivery_service.services.access import can_manage, class_for, session_for
+from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, Loaded
 from delivery_service.services.classes import user_out
 from delivery_service.services.security import Principal
@@ -58,9 +57,6 @@ from delivery_service.storage.models import (
     User,
 )
 
-log = logging.getLogger(__name__)
-
-AfterCommit = Callable[[], Awaitable[Any]]
 SESSION_MEMBER = "session:"
 MONITORED_EVENTS = frozenset({"tab_violation", "text_highlighted"})
 
@@ -197,7 +193,7 @@ class SessionService:
                         }
                 await s.flush()
                 out = await self._out(s, session)
-                self._schedule_session_end(work, session, now)
+                self._schedule_session_end(work, session)
             await self._run(work)
             data = {
                 "session_id": str(session_id),
@@ -207,7 +203,7 @@ class SessionService:
                 "assignments": assignments,
                 "at": iso(now),
             }
-            await self._safely(
+            await run_safely(
                 self._bus.publish(session_channel(str(session_id)), "session_started", data)
             )
             await self._broadcast_status(out, now, None)
@@ -273,7 +269,7 @@ class SessionService:
                     .execution_options(populate_existing=True)
                 )
                 if session is None or session.state != "in_progress" or session.ends_at is None:
-                    await self._safely(self._timers.cancel(SESSION_MEMBER + session_id))
+                    await run_safely(self._timers.cancel(SESSION_MEMBER + session_id))
                     return False
                 now = await db_now(s)
                 open_attempts = list(
@@ -352,7 +348,7 @@ class SessionService:
             await self._run(work)
             attempt = await self._attempts.get(principal, attempt_id) if attempt_id else None
             connected = len(await self._presence.online(str(session_id), now))
-            await self._safely(
+            await run_safely(
                 self._bus.publish(
                     proctor_channel(str(session_id)),
                     "participant_joined",
@@ -430,7 +426,7 @@ class SessionService:
                 "client_time": iso(client_time) if client_time else None,
                 "at": iso(now),
             }
-            await self._safely(self._bus.publish(proctor_channel(str(session_id)), type_, event))
+            await run_safely(self._bus.publish(proctor_channel(str(session_id)), type_, event))
             return event
 
     # ---- proctor actions ------------------------------------------------------------------
@@ -504,10 +500,10 @@ class SessionService:
                 "time_multiplier": spec.time_multiplier,
                 "at": iso(now),
             }
-            await self._safely(
+            await run_safely(
                 self._bus.publish(proctor_channel(str(session_id)), "accommodation_changed", data)
             )
-            await self._safely(
+            await run_safely(
                 self._bus.publish(
                     participant_channel(str(session_id), str(student_id)),
                     "accommodation_changed",
@@ -546,7 +542,7 @@ class SessionService:
             else session_channel(str(session_id))
         )
         await self._bus.publish(channel, "notice", data)
-        await self._safely(self._bus.publish(proctor_channel(str(session_id)), "notice", data))
+        await run_safely(self._bus.publish(proctor_channel(str(session_id)), "notice", data))
         return data
 
     # ---- what the proctor sees --------------------------------------------------------------
@@ -770,7 +766,8 @@ class SessionService:
             return await s.get(Attempt, participant.attempt_id)
         if participant.first_joined_at is None:
             participant.first_joined_at = now
-        assert session.started_at is not None  # in progress
+        if session.started_at is None:  # pragma: no cover - a running session has a start
+            raise Conflict("session_not_started", "the session has not started")
         deadline = rules.personal_end(
             session.started_at,
             test.time_limit_seconds,
@@ -821,14 +818,15 @@ class SessionService:
         member = SESSION_MEMBER + str(session.id)
         work.after.append(lambda: self._timers.cancel(member))
 
-    def _schedule_session_end(self, work: Work, session: GroupSession, now: datetime) -> None:
-        assert session.ends_at is not None
+    def _schedule_session_end(self, work: Work, session: GroupSession) -> None:
+        if session.ends_at is None:  # pragma: no cover - set by start just before
+            return
         member, due = SESSION_MEMBER + str(session.id), session.ends_at + self._grace
         work.after.append(lambda: self._timers.schedule_due(member, due))
 
     async def _run(self, work: Work) -> None:
         for action in work.after:
-            await self._safely(action())
+            await run_safely(action())
         for loaded in work.loaded:
             await self._attempts.run_after(loaded)
 
@@ -836,21 +834,14 @@ class SessionService:
         data = {"session_id": str(out.id), "state": out.state, "at": iso(now)}
         for channel in (session_channel(str(out.id)), proctor_channel(str(out.id))):
             if extra:
-                await self._safely(self._bus.publish(channel, extra, data))
-            await self._safely(self._bus.publish(channel, "session_status_changed", data))
+                await run_safely(self._bus.publish(channel, extra, data))
+            await run_safely(self._bus.publish(channel, "session_status_changed", data))
 
     async def _announce_completed(self, out: SessionOut, now: datetime) -> None:
         data = {"session_id": str(out.id), "completed_at": iso(now), "at": iso(now)}
         for channel in (session_channel(str(out.id)), proctor_channel(str(out.id))):
-            await self._safely(self._bus.publish(channel, "session_completed", data))
+            await run_safely(self._bus.publish(channel, "session_completed", data))
         await self._broadcast_status(out, now, None)
-
-    @staticmethod
-    async def _safely(pending: Awaitable[Any]) -> None:
-        try:
-            await pending
-        except Exception:
-            log.warning("post-commit Redis step failed; reconcile will repair it", exc_info=True)
 
     @staticmethod
     async def _test(s: AsyncSession, session: GroupSession) -> Test:

@@ -15,8 +15,11 @@ from delivery_service.schemas import (
     AttemptView,
     Completion,
     CurrentItem,
+    ExtendIn,
     FlagAck,
     Progress,
+    ReasonIn,
+    RequiredReasonIn,
     StrictModel,
     Timer,
 )
@@ -43,19 +46,6 @@ class NavigateIn(StrictModel):
 class FlagIn(StrictModel):
     item_id: str = Field(min_length=1, max_length=128)
     flagged: StrictBool
-
-
-class ExtendIn(StrictModel):
-    seconds: int = Field(ge=-24 * 3600, le=24 * 3600, description="negative takes time away")
-    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
-
-
-class ReasonIn(StrictModel):
-    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
-
-
-class RequiredReasonIn(StrictModel):
-    reason: str = Field(min_length=1, max_length=1000, description="kept in the audit log")
 
 
 @router.post("", response_model=AttemptView, status_code=201)

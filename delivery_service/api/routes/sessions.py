@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
-from pydantic import Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import (
@@ -13,30 +12,19 @@ from delivery_service.schemas import (
     AttemptView,
     AuditOut,
     Completion,
+    ExtendIn,
     NoticeIn,
     ParticipantView,
+    ReasonIn,
+    RequiredReasonIn,
     SessionIn,
     SessionOut,
     SessionStats,
-    StrictModel,
     TimelineEntry,
     Timer,
 )
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
-
-
-class ReasonIn(StrictModel):
-    reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
-
-
-class RequiredReasonIn(StrictModel):
-    reason: str = Field(min_length=1, max_length=1000, description="kept in the audit log")
-
-
-class ExtendStudentIn(StrictModel):
-    seconds: int = Field(ge=-24 * 3600, le=24 * 3600)
-    reason: str | None = Field(None, max_length=1000)
 
 
 @router.post("", response_model=SessionOut, status_code=201)
@@ -134,7 +122,7 @@ async def accommodation(
 async def extend_student(
     session_id: uuid.UUID,
     student_id: uuid.UUID,
-    body: ExtendStudentIn,
+    body: ExtendIn,
     user: CurrentUser,
     runtime: RuntimeDep,
 ) -> Timer:
