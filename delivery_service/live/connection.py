@@ -22,4 +22,4 @@ def create_redis(url: str, *, max_connections: int = 100, wait_seconds: float = 
         max_connections=max_connections,
         timeout=wait_seconds,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
