@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from delivery_service.api import errors
@@ -60,6 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/console", StaticFiles(directory=WEB / "console", html=True), name="console")
     app.mount("/static", StaticFiles(directory=WEB), name="static")
+    app.mount("/app", StaticFiles(directory=WEB / "app"), name="app")
+
+    @app.get("/", include_in_schema=False)
+    async def candidate_app() -> FileResponse:
+        """The candidate app: one page, its state in the URL (`?attempt=…`)."""
+        return FileResponse(WEB / "app" / "index.html")
+
     return app
 
 

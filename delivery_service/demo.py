@@ -1,5 +1,6 @@
-"""Demo data: users, a sample test, the class "Beacon 31" with every demo student, and a session
-of it ready to open. Passwords are `demo`: for trying the server, never for a real exam."""
+"""Demo data: users, a sample test to take self-paced, the class "Beacon 31" with every demo
+student, and a session of it (with its own paper) ready to open. Passwords are `demo`: for
+trying the server, never for a real exam."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from delivery_service.storage.models import (
 
 DEMO_PASSWORD = "demo"
 SAMPLE_TITLE = "Sample exam: general knowledge"
+SESSION_TEST_TITLE = "Beacon 31 mock exam paper"
 DEMO_CLASS = "Beacon 31"
 DEMO_SESSION = "Beacon 31 mock exam"
 
@@ -34,7 +36,7 @@ def demo_users() -> list[tuple[str, str, str]]:
     return users
 
 
-def sample_test() -> TestIn:
+def sample_test(title: str = SAMPLE_TITLE) -> TestIn:
     def choice(ident: str, prompt: str, options: list[str], correct: list[int]) -> ChoiceItemIn:
         letters = "ABCDEFGH"
         return ChoiceItemIn(
@@ -45,7 +47,7 @@ def sample_test() -> TestIn:
         )
 
     return TestIn(
-        title=SAMPLE_TITLE,
+        title=title,
         time_limit_seconds=20 * 60,
         navigation_mode="nonlinear",
         attempt_limit=3,
@@ -87,9 +89,13 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], *, hash_cost: in
         teacher = await s.scalar(select(User).where(User.username == "teacher"))
         if teacher is None:  # pragma: no cover - created just above
             raise RuntimeError("the demo teacher is missing")
-        test = await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE))
+        if await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE)) is None:
+            await add_test(s, sample_test(), created_by=teacher.id)
+        # The session has a paper of its own: a test reserved for a session is not open
+        # self-paced, and the sample exam should be.
+        test = await s.scalar(select(Test).where(Test.title == SESSION_TEST_TITLE))
         if test is None:
-            test = await add_test(s, sample_test(), created_by=teacher.id)
+            test = await add_test(s, sample_test(SESSION_TEST_TITLE), created_by=teacher.id)
         if await s.scalar(select(Class).where(Class.name == DEMO_CLASS)) is None:
             klass = Class(name=DEMO_CLASS, description="Demo class", state="active",
                           created_by=teacher.id, created_at=now)  # fmt: skip

@@ -79,6 +79,9 @@ class AttemptView(BaseModel):
     end_reason: str | None
     score: float | None = Field(None, description="staff only; null for candidates")
     max_score: float | None = None
+    last_client_seq: int = Field(
+        0, description="the highest client_seq received: a new device continues above it"
+    )
 
 
 class AttemptSummary(BaseModel):

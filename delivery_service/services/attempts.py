@@ -757,6 +757,14 @@ class AttemptService:
             end_reason=attempt.end_reason,
             score=attempt.score if principal.is_staff else None,
             max_score=attempt.max_score if principal.is_staff else None,
+            last_client_seq=int(
+                await s.scalar(
+                    select(func.coalesce(func.max(ResponseEvent.client_seq), 0)).where(
+                        ResponseEvent.attempt_id == attempt.id
+                    )
+                )
+                or 0
+            ),
         )
 
 

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.embedded import running_server
-from delivery_service.storage.database import create_engine, create_sessionmaker
 from tests.conftest import make_settings
 from tests.support import PASSWORD, Api, Socket, add_user, sample_test
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI needs Debian's chromium for the browser tests", pytrace=False)
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(make_settings(sqlite_url, "memory://"))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def clock_seconds(text: str) -> int:

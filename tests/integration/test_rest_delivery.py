@@ -154,6 +154,7 @@ async def test_a_stale_client_seq_never_overwrites_a_newer_answer(world: World) 
     assert (newer["applied"], stale["applied"]) == (True, False)
     state = await world.student.get(f"/attempts/{aid}")
     assert state["responses"] == {"q1": ["C"]}
+    assert state["last_client_seq"] == 5
     async with world.sessions() as s:
         history = (await s.scalars(select(ResponseEvent).order_by(ResponseEvent.client_seq))).all()
     assert [(h.client_seq, h.response, h.applied) for h in history] == [

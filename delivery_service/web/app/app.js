@@ -1,0 +1,230 @@
+// The candidate page: thin DOM code over Api and AttemptClient (which hold the logic).
+
+import { Api } from "/static/lib/api.js";
+import { AttemptClient } from "/static/lib/attempt_client.js";
+
+const api = new Api("", globalThis.localStorage);
+const $ = (selector) => document.querySelector(selector);
+let client = null;
+let state = null;
+let current = null;
+const warned = new Set();
+
+// Show one screen and move focus into it (its [autofocus] field, else its heading), so keyboard
+// and screen-reader users land where the new screen starts.
+function show(id) {
+  for (const s of ["login", "home", "exam", "review-screen", "done"]) $(`#${s}`).hidden = s !== id;
+  const section = $(`#${id}`);
+  const target = section.querySelector("[autofocus]") ?? section.querySelector("h2");
+  if (target && !target.hasAttribute("autofocus")) target.tabIndex = -1;
+  target?.focus();
+}
+
+async function boot() {
+  if (!api.token) return show("login");
+  try {
+    const me = await api.get("/api/v1/auth/me");
+    $("#who").textContent = me.username;
+  } catch {
+    api.logout();
+    return show("login");
+  }
+  const attempt = new URLSearchParams(location.search).get("attempt");
+  if (attempt) return openAttempt(attempt);
+  await home();
+}
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    await api.login(form.get("username"), form.get("password"));
+    await boot();
+  } catch (error) {
+    $("#login-error").textContent = error.message;
+  }
+});
+
+async function home() {
+  show("home");
+  history.replaceState(null, "", "/");
+  const [tests, attempts] = await Promise.all([api.get("/api/v1/tests"), api.get("/api/v1/attempts")]);
+  const open = new Map(attempts.filter((a) => ["not_started", "in_progress", "paused"].includes(a.state))
+    .map((a) => [a.test_id, a]));
+  $("#tests").replaceChildren(...tests.map((t) => {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    const resume = open.get(t.id);
+    button.textContent = `${resume ? "Resume" : "Start"}: ${t.title} (${t.item_count} questions, ${Math.round(t.time_limit_seconds / 60)} min)`;
+    button.addEventListener("click", async () => {
+      try {
+        const attempt = resume ?? await api.post("/api/v1/attempts", { test_id: t.id });
+        openAttempt(attempt.id);
+      } catch (error) {
+        $("#warning").textContent = error.message;
+      }
+    });
+    li.append(button);
+    return li;
+  }));
+}
+
+function openAttempt(attemptId) {
+  history.replaceState(null, "", `/?attempt=${attemptId}`);
+  client?.stop();
+  client = new AttemptClient({
+    api, attemptId, storage: globalThis.localStorage,
+    on: {
+      status: showStatus,
+      state: (s) => { state = s; if (s.state === "not_started") client.send("start_assessment"); else enter(); },
+      saved: (_, pending) => ($("#saved").textContent = pending ? `${pending} answer(s) waiting to be sent` : "All answers saved"),
+      timer: (t) => { if (state && t.timer) { state.timer = t.timer; state.state = t.state ?? state.state; } },
+      error: (e) => ($("#saved").textContent = e.message),
+      message: handle,
+    },
+  });
+  client.connect();
+}
+
+function showStatus(status) {
+  const text = {
+    online: "Connected", connecting: "Connecting…", offline: "Offline — your answers are kept and will be sent",
+    superseded: "This exam was opened in another tab or window; continue there", closed: "Disconnected",
+    "signed-out": "Signed out",
+  }[status] ?? status;
+  $("#link").textContent = text;
+  $("#link").classList.toggle("offline", status === "offline");
+}
+
+function handle(message) {
+  if (message.type === "assessment_started") { state = message.data; enter(); }
+  if (message.type === "question") { current = message.data; renderItem(); }
+  if (message.type === "flag_saved") {
+    if (message.data.flagged) state.flags = [...new Set([...state.flags, message.data.item_id])];
+    else state.flags = state.flags.filter((f) => f !== message.data.item_id);
+    renderMap();
+    renderItem();
+  }
+  if (message.type === "assessment_completed") finish(message.data.reason);
+}
+
+function enter() {
+  if (["submitted", "expired", "terminated"].includes(state.state)) return finish(state.end_reason);
+  show("exam");
+  client.send("get_question");
+  renderMap();
+}
+
+function renderMap() {
+  const map = $("#item-map");
+  const linear = state.navigation_mode === "linear";
+  map.hidden = linear;
+  map.replaceChildren(...state.items.map((item) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = String(item.position + 1);
+    b.classList.toggle("answered", item.item_id in state.responses);
+    b.classList.toggle("flagged", state.flags.includes(item.item_id));
+    b.setAttribute("aria-label", `Question ${item.position + 1}${item.item_id in state.responses ? ", answered" : ""}${state.flags.includes(item.item_id) ? ", flagged" : ""}`);
+    if (current && current.position === item.position) b.setAttribute("aria-current", "true");
+    b.addEventListener("click", () => client.send("navigate", { to: item.position }));
+    return b;
+  }));
+}
+
+function renderItem() {
+  if (!current) return;
+  const { item, position, total_items: total } = current;
+  const response = state.responses[item.item_id] ?? current.response ?? [];
+  $("#item-title").textContent = `Question ${position + 1} of ${total}`;
+  $("#prompt").textContent = item.prompt;
+  const single = item.max_choices === 1;
+  $("#choices-legend").textContent = single ? "Choose one" : item.max_choices ? `Choose up to ${item.max_choices}` : "Choose all that apply";
+  const fieldset = $("#choices");
+  fieldset.replaceChildren($("#choices-legend"), ...item.choices.map((choice) => {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = single ? "radio" : "checkbox";
+    input.name = `choice-${item.item_id}`;
+    input.value = choice.identifier;
+    input.checked = response.includes(choice.identifier);
+    input.addEventListener("change", () => choose(item));
+    label.append(input, choice.text);
+    return label;
+  }));
+  $("#previous").disabled = position === 0 || state.navigation_mode === "linear";
+  $("#next").disabled = position >= total - 1;
+  const flagged = state.flags.includes(item.item_id);
+  $("#flag").setAttribute("aria-pressed", String(flagged));
+  $("#flag").textContent = flagged ? "Unflag" : "Flag for review";
+  renderMap();
+}
+
+function choose(item) {
+  const chosen = [...document.querySelectorAll(`#choices input:checked`)].map((i) => i.value).sort();
+  if (chosen.length) state.responses[item.item_id] = chosen;
+  else delete state.responses[item.item_id];
+  client.answer(item.item_id, chosen.length ? chosen : null);
+  renderMap();
+}
+
+$("#previous").addEventListener("click", () => client.send("navigate", { to: "previous" }));
+$("#next").addEventListener("click", () => client.send("navigate", { to: "next" }));
+$("#flag").addEventListener("click", () => {
+  const id = current.item.item_id;
+  client.send("flag", { item_id: id, flagged: !state.flags.includes(id) });
+});
+$("#review").addEventListener("click", review);
+$("#back-to-exam").addEventListener("click", () => { show("exam"); $("#item-title").focus?.(); });
+$("#submit").addEventListener("click", () => {
+  if (confirm("Submit the exam? You cannot change your answers afterwards.")) client.send("end_assessment");
+});
+$("#home-button").addEventListener("click", () => { client?.stop(); home(); });
+
+function review() {
+  show("review-screen");
+  const answered = state.items.filter((i) => i.item_id in state.responses);
+  const flagged = state.items.filter((i) => state.flags.includes(i.item_id));
+  $("#review-summary").textContent =
+    `${answered.length} of ${state.items.length} answered, ${state.items.length - answered.length} unanswered, ${flagged.length} flagged.`;
+  $("#review-list").replaceChildren(...state.items.map((i) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    const marks = [i.item_id in state.responses ? "answered" : "unanswered", state.flags.includes(i.item_id) ? "flagged" : ""].filter(Boolean);
+    b.textContent = `Question ${i.position + 1}: ${marks.join(", ")}`;
+    b.addEventListener("click", () => { show("exam"); client.send("navigate", { to: i.position }); });
+    li.append(b);
+    return li;
+  }));
+  $("#submit").focus();
+}
+
+function finish(reason) {
+  client?.stop();
+  show("done");
+  $("#timer").textContent = "";
+  $("#done-reason").textContent = {
+    submitted: "Your answers were submitted.",
+    expired: "Time is up: the server closed the exam with your saved answers.",
+    terminated: "The proctor ended your exam.",
+  }[reason] ?? "";
+}
+
+// The countdown: from the server's deadline and the measured clock, once a second.
+setInterval(() => {
+  if (!state || !client || state.state !== "in_progress" || !state.timer?.deadline) return;
+  const left = client.clock.remainingMs(state.timer.deadline);
+  if (left === null) return;
+  const total = Math.ceil(left / 1000);
+  $("#timer").textContent = `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
+  for (const minutes of [5, 1]) {
+    if (left <= minutes * 60000 && left > 0 && !warned.has(minutes)) {
+      warned.add(minutes);
+      $("#warning").textContent = `${minutes} minute${minutes > 1 ? "s" : ""} left.`;
+    }
+  }
+  if (left === 0) $("#warning").textContent = "Time is up.";
+}, 1000);
+
+boot();

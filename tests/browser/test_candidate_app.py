@@ -1,0 +1,223 @@
+"""The candidate app in a real headless Chromium against a running server.
+
+Screenshots of the main screens are written to $EXAMSERVER_ARTIFACTS (default
+`.artifacts/screenshots`, ignored by git) so a reviewer can look at them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, expect
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from delivery_service.embedded import Served, running_server
+from delivery_service.storage.models import Attempt, ResponseEvent
+from tests.conftest import make_settings
+from tests.support import PASSWORD, Api, add_user, sample_test
+
+SHOTS = Path(os.environ.get("EXAMSERVER_ARTIFACTS", ".artifacts")) / "screenshots"
+
+
+@pytest.fixture
+async def served(
+    sqlite_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Served]:
+    await add_user(sessions, "teacher", "teacher")
+    await add_user(sessions, "student1")
+    async with running_server(make_settings(sqlite_url, "memory://")) as server:
+        teacher = await Api.login(server.url, "teacher")
+        await teacher.post("/tests", sample_test(title="Chemistry"), expect=201)
+        await teacher.close()
+        yield server
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    ctx = await browser.new_context(viewport={"width": 1000, "height": 760})
+    yield ctx
+    await ctx.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def watch(page: Page) -> list[str]:
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    return problems
+
+
+async def sign_in_and_start(page: Page, served: Served) -> None:
+    await page.goto(served.url + "/")
+    await page.fill("input[name=username]", "student1")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.click("#tests button >> text=Chemistry")
+    await expect(page.locator("#item-title")).to_have_text("Question 1 of 4")
+
+
+async def history(sessions: async_sessionmaker[AsyncSession]) -> list[Any]:
+    async with sessions() as s:
+        rows = await s.scalars(select(ResponseEvent).order_by(ResponseEvent.client_seq))
+        return [(r.client_seq, r.response, r.applied) for r in rows]
+
+
+async def test_a_full_exam_taken_by_keyboard(
+    context: BrowserContext, served: Served, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    page = await context.new_page()
+    problems = watch(page)
+    await page.goto(served.url + "/")
+    await shot(page, "01-sign-in")
+    await page.keyboard.type("student1")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#tests button")).to_have_count(1)
+    await shot(page, "02-home")
+    await page.locator("#tests button").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#item-title")).to_have_text("Question 1 of 4")
+
+    for answer in ("B", "B", None, "A"):  # q3 is left for the review screen to report
+        if answer is not None:
+            await page.locator(f"#choices input[value={answer}]").focus()
+            await page.keyboard.press("Space")
+            await expect(page.locator("#saved")).to_have_text("All answers saved")
+        title = await page.inner_text("#item-title")
+        if title == "Question 2 of 4":
+            await page.locator("#flag").focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#flag")).to_have_attribute("aria-pressed", "true")
+            await shot(page, "03-question")
+        if not title.endswith("4 of 4"):
+            await page.locator("#next").focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#item-title")).not_to_have_text(title)
+
+    await page.locator("#review").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#review-summary")).to_have_text(
+        "3 of 4 answered, 1 unanswered, 1 flagged."
+    )
+    await shot(page, "04-review")
+    await page.keyboard.press("Enter")  # the submit button has focus; the dialog is accepted
+    await expect(page.locator("#done-reason")).to_have_text("Your answers were submitted.")
+    await shot(page, "05-done")
+    assert [(seq, response) for seq, response, _ in await history(sessions)] == [
+        (1, ["B"]),
+        (2, ["B"]),
+        (3, ["A"]),
+    ]
+    assert problems == []
+
+
+class Network:
+    """Cuts the page's network: HTTP through the context's offline mode, and the WebSocket, which
+    Chromium's offline emulation leaves open, through a proxying route that can drop it."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.down = False
+        self.live: list[WebSocketRoute] = []
+
+    async def install(self, page: Page) -> None:
+        async def route(ws: WebSocketRoute) -> None:
+            if self.down:
+                await ws.close(code=1001, reason="network down")
+                return
+            ws.connect_to_server()
+            self.live.append(ws)
+
+        await page.route_web_socket("**/ws*", route)
+
+    async def cut(self) -> None:
+        self.down = True
+        await self.context.set_offline(True)
+        for ws in self.live:
+            await ws.close(code=1001, reason="network down")
+        self.live.clear()
+
+    async def restore(self) -> None:
+        self.down = False
+        await self.context.set_offline(False)
+
+
+async def test_answers_typed_offline_reach_the_database_exactly_once(
+    context: BrowserContext, served: Served, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    page = await context.new_page()
+    problems = watch(page)
+    network = Network(context)
+    await network.install(page)
+    await sign_in_and_start(page, served)
+    await page.check("#choices input[value=B]")
+    await expect(page.locator("#saved")).to_have_text("All answers saved")
+
+    await network.cut()
+    await expect(page.locator("#link")).to_contain_text("Offline", timeout=20_000)
+    await page.check("#choices input[value=C]")  # changed while offline
+    await expect(page.locator("#saved")).to_contain_text("1 answer(s) waiting to be sent")
+    await shot(page, "06-offline")
+
+    await network.restore()
+    await expect(page.locator("#link")).to_have_text("Connected", timeout=30_000)
+    await expect(page.locator("#saved")).to_have_text("All answers saved", timeout=20_000)
+    rows = await history(sessions)
+    assert [seq for seq, _, _ in rows] == sorted({seq for seq, _, _ in rows}), "no seq twice"
+    async with sessions() as s:
+        attempt = (await s.scalars(select(Attempt))).one()
+    assert [(seq, response) for seq, response, _ in rows] == [(1, ["B"]), (2, ["C"])]
+    assert attempt.state == "in_progress"
+    assert problems == []
+
+
+async def test_a_reload_mid_exam_restores_everything(
+    context: BrowserContext, served: Served
+) -> None:
+    page = await context.new_page()
+    watch(page)
+    await sign_in_and_start(page, served)
+    await page.check("#choices input[value=B]")
+    await page.click("#next")
+    await expect(page.locator("#item-title")).to_have_text("Question 2 of 4")
+    await page.click("#flag")
+    await expect(page.locator("#flag")).to_have_attribute("aria-pressed", "true")
+    await page.click("#next")
+    await expect(page.locator("#item-title")).to_have_text("Question 3 of 4")
+    await expect(page.locator("#saved")).to_have_text("All answers saved")
+    before = await page.inner_text("#timer")
+
+    await page.reload()
+    await expect(page.locator("#item-title")).to_have_text("Question 3 of 4")
+    await expect(page.locator("#item-map button >> nth=0")).to_have_class("answered")
+    await expect(page.locator("#item-map button >> nth=1")).to_have_class("flagged")
+    await expect(page.locator("#timer")).not_to_have_text("")
+    after = await page.inner_text("#timer")
+    to_seconds = [int(m) * 60 + int(s) for m, s in (t.split(":") for t in (before, after))]
+    assert 0 <= to_seconds[0] - to_seconds[1] <= 5, (before, after)
+
+
+async def test_a_second_tab_takes_over_and_the_first_says_so(
+    context: BrowserContext, served: Served
+) -> None:
+    first = await context.new_page()
+    watch(first)
+    await sign_in_and_start(first, served)
+    second = await context.new_page()
+    watch(second)
+    await second.goto(first.url)
+    await expect(second.locator("#item-title")).to_have_text("Question 1 of 4")
+    await expect(first.locator("#link")).to_contain_text("opened in another tab")
+    await shot(first, "07-superseded")
+    await second.check("#choices input[value=A]")
+    await expect(second.locator("#saved")).to_have_text("All answers saved")
