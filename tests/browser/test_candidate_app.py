@@ -195,6 +195,7 @@ async def test_a_reload_mid_exam_restores_everything(
     await page.click("#next")
     await expect(page.locator("#item-title")).to_have_text("Question 3 of 4")
     await expect(page.locator("#saved")).to_have_text("All answers saved")
+    await expect(page.locator("#timer")).not_to_have_text("")
     before = await page.inner_text("#timer")
 
     await page.reload()
@@ -221,3 +222,81 @@ async def test_a_second_tab_takes_over_and_the_first_says_so(
     await shot(first, "07-superseded")
     await second.check("#choices input[value=A]")
     await expect(second.locator("#saved")).to_have_text("All answers saved")
+
+
+async def test_the_waiting_room_opens_the_exam_by_itself(
+    context: BrowserContext, served: Served, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    teacher = await Api.login(served.url, "teacher")
+    klass = await teacher.post("/classes", {"name": "Beacon 31"}, expect=201)
+    await teacher.post(f"/classes/{klass['id']}/students", {"username": "student1"}, expect=201)
+    test = next(t for t in await teacher.get("/tests") if t["title"] == "Chemistry")
+    sid = (
+        await teacher.post(
+            "/sessions",
+            {
+                "class_id": klass["id"],
+                "test_id": test["id"],
+                "title": "Monday mock",
+                "scheduled_at": "2026-11-23T20:00:00Z",
+            },
+            expect=201,
+        )  # fmt: skip
+    )["id"]
+    await teacher.post(f"/sessions/{sid}/start-waiting")
+
+    page = await context.new_page()
+    problems = watch(page)
+    await page.goto(served.url + "/")
+    await page.fill("input[name=username]", "student1")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#tests button")).to_have_count(0)  # reserved for the session
+    await page.click("#sessions button >> text=Monday mock")
+    await expect(page.locator("#waiting-text")).to_contain_text("You are in the waiting room")
+    await shot(page, "08-waiting-room")
+
+    await teacher.post(f"/sessions/{sid}/start")
+    await expect(page.locator("#item-title")).to_have_text("Question 1 of 4", timeout=10_000)
+    await page.check("#choices input[value=B]")
+    await expect(page.locator("#saved")).to_have_text("All answers saved")
+    await teacher.post(f"/sessions/{sid}/notices", {"message": "Ten minutes left"}, expect=201)
+    await expect(page.locator("#warning")).to_contain_text("Ten minutes left")
+    grid = await teacher.get(f"/sessions/{sid}/participants")
+    assert (grid[0]["connected"], grid[0]["answered"]) == (True, 1)
+    await teacher.close()
+    assert problems == []
+
+
+async def test_time_running_out_ends_the_exam_on_screen(
+    context: BrowserContext, served: Served
+) -> None:
+    teacher = await Api.login(served.url, "teacher")
+    await teacher.post("/tests", sample_test(title="Quick", time_limit_seconds=10), expect=201)
+    await teacher.close()
+    page = await context.new_page()
+    watch(page)
+    await page.goto(served.url + "/")
+    await page.fill("input[name=username]", "student1")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.click("#tests button >> text=Quick")
+    await page.check("#choices input[value=B]")
+    await expect(page.locator("#warning")).to_have_text("1 minute left.")
+    await expect(page.locator("#done-reason")).to_have_text(
+        "Time is up: the server closed the exam with your saved answers.", timeout=20_000
+    )
+    await shot(page, "09-time-up")
+
+
+async def test_a_wrong_computer_clock_does_not_change_the_time_shown(
+    context: BrowserContext, served: Served
+) -> None:
+    page = await context.new_page()
+    watch(page)
+    # The candidate's computer is two hours ahead (and could be moved at any time).
+    await page.add_init_script("{ const real = Date.now; Date.now = () => real() + 7_200_000; }")
+    await sign_in_and_start(page, served)
+    await expect(page.locator("#timer")).not_to_have_text("")
+    minutes, seconds = (int(x) for x in (await page.inner_text("#timer")).split(":"))
+    assert 9 * 60 + 50 <= minutes * 60 + seconds <= 10 * 60

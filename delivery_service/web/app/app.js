@@ -2,10 +2,12 @@
 
 import { Api } from "/static/lib/api.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
+import { LiveSocket } from "/static/lib/live.js";
 
 const api = new Api("", globalThis.localStorage);
 const $ = (selector) => document.querySelector(selector);
 let client = null;
+let session = null;
 let state = null;
 let current = null;
 const warned = new Set();
@@ -13,7 +15,7 @@ const warned = new Set();
 // Show one screen and move focus into it (its [autofocus] field, else its heading), so keyboard
 // and screen-reader users land where the new screen starts.
 function show(id) {
-  for (const s of ["login", "home", "exam", "review-screen", "done"]) $(`#${s}`).hidden = s !== id;
+  for (const s of ["login", "home", "waiting", "exam", "review-screen", "done"]) $(`#${s}`).hidden = s !== id;
   const section = $(`#${id}`);
   const target = section.querySelector("[autofocus]") ?? section.querySelector("h2");
   if (target && !target.hasAttribute("autofocus")) target.tabIndex = -1;
@@ -29,8 +31,9 @@ async function boot() {
     api.logout();
     return show("login");
   }
-  const attempt = new URLSearchParams(location.search).get("attempt");
-  if (attempt) return openAttempt(attempt);
+  const query = new URLSearchParams(location.search);
+  if (query.get("session")) return joinSession(query.get("session"));
+  if (query.get("attempt")) return openAttempt(query.get("attempt"));
   await home();
 }
 
@@ -48,10 +51,21 @@ $("#login-form").addEventListener("submit", async (event) => {
 async function home() {
   show("home");
   history.replaceState(null, "", "/");
-  const [tests, attempts] = await Promise.all([api.get("/api/v1/tests"), api.get("/api/v1/attempts")]);
+  const [tests, attempts, sessions] = await Promise.all([
+    api.get("/api/v1/tests"), api.get("/api/v1/attempts"), api.get("/api/v1/sessions/my-sessions"),
+  ]);
+  const reserved = new Set(sessions.filter((s) => !["completed", "cancelled"].includes(s.state)).map((s) => s.test_id));
+  $("#sessions").replaceChildren(...sessions.filter((s) => ["scheduled", "waiting", "in_progress"].includes(s.state)).map((s) => {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.textContent = `Join: ${s.title} (${s.state === "in_progress" ? "started" : new Date(s.scheduled_at).toLocaleString()})`;
+    button.addEventListener("click", () => joinSession(s.id));
+    li.append(button);
+    return li;
+  }));
   const open = new Map(attempts.filter((a) => ["not_started", "in_progress", "paused"].includes(a.state))
     .map((a) => [a.test_id, a]));
-  $("#tests").replaceChildren(...tests.map((t) => {
+  $("#tests").replaceChildren(...tests.filter((t) => !reserved.has(t.id)).map((t) => {
     const li = document.createElement("li");
     const button = document.createElement("button");
     const resume = open.get(t.id);
@@ -69,8 +83,50 @@ async function home() {
   }));
 }
 
-function openAttempt(attemptId) {
-  history.replaceState(null, "", `/?attempt=${attemptId}`);
+// A proctored session: the waiting room until the proctor starts, then the exam opens by itself.
+// The session socket stays open during the exam: it keeps the student present for the proctor
+// and brings notices.
+function joinSession(sessionId) {
+  history.replaceState(null, "", `/?session=${sessionId}`);
+  show("waiting");
+  $("#waiting-text").textContent = "Connecting…";
+  session?.stop();
+  session = new LiveSocket({
+    api,
+    path: `/api/v1/sessions/${sessionId}/ws`,
+    onStatus: (status) => status !== "open" && showStatus(status === "reconnecting" ? "offline" : status),
+    onMessage: (message) => {
+      const d = message.data ?? {};
+      if (message.type === "state_sync_response") {
+        showStatus("online");
+        if (d.attempt && !client) return openAttempt(d.attempt.id, sessionId);
+        if (!d.attempt) $("#waiting-text").textContent = waitingText(d.session);
+      } else if (message.type === "session_started" && d.attempt_id && !client) {
+        openAttempt(d.attempt_id, sessionId);
+      } else if (message.type === "session_status_changed" && !client) {
+        $("#waiting-text").textContent = waitingText(d);
+      } else if (message.type === "notice") {
+        $("#warning").textContent = `Notice from ${d.from}: ${d.message}`;
+      } else if (message.type === "error") {
+        $("#waiting-text").textContent = d.message;
+      }
+    },
+  });
+  session.connect();
+}
+
+function waitingText(s) {
+  return {
+    scheduled: "The waiting room is not open yet. Stay on this page.",
+    waiting: "You are in the waiting room. The exam opens by itself when the proctor starts it.",
+    in_progress: "The exam has started.",
+    completed: "This session has ended.",
+    cancelled: "This session was cancelled.",
+  }[s.state] ?? s.state;
+}
+
+function openAttempt(attemptId, sessionId = null) {
+  history.replaceState(null, "", sessionId ? `/?session=${sessionId}` : `/?attempt=${attemptId}`);
   client?.stop();
   client = new AttemptClient({
     api, attemptId, storage: globalThis.localStorage,
@@ -179,7 +235,13 @@ $("#back-to-exam").addEventListener("click", () => { show("exam"); $("#item-titl
 $("#submit").addEventListener("click", () => {
   if (confirm("Submit the exam? You cannot change your answers afterwards.")) client.send("end_assessment");
 });
-$("#home-button").addEventListener("click", () => { client?.stop(); home(); });
+$("#home-button").addEventListener("click", () => {
+  client?.stop();
+  session?.stop();
+  client = null;
+  session = null;
+  home();
+});
 
 function review() {
   show("review-screen");
@@ -202,6 +264,7 @@ function review() {
 
 function finish(reason) {
   client?.stop();
+  session?.stop();
   show("done");
   $("#timer").textContent = "";
   $("#done-reason").textContent = {
