@@ -66,6 +66,8 @@ def run_demo(args: argparse.Namespace) -> int:
 examserver demo is starting (SQLite file {args.database}, in-process Redis).
   {created} demo users created; every demo password is "demo" (demo data only).
   Users: admin, teacher, student1 … student30.
+  Candidate app:          {base}/
+  Proctor console:        {base}/console/   (sign in as teacher)
   API docs (try it out):  {base}/docs
   Health:                 {base}/healthz   {base}/readyz
   Log in:    POST {base}/api/v1/auth/login  {{"username": "student1", "password": "demo"}}

@@ -10,6 +10,10 @@ import { Outbox } from "./outbox.js";
 const HEARTBEAT_MS = 15000;
 const CLOCK_MS = 30000;
 const FINAL = new Set([4401, 4403, 4404, 4409]);
+// Refusals that sending again cannot change: the answer leaves the outbox and is reported.
+const PERMANENT = new Set(["invalid_response", "unknown_item", "client_seq_conflict", "invalid_message"]);
+// Refusals that end every pending answer: the attempt no longer takes any.
+const CLOSED = new Set(["deadline_passed", "attempt_not_in_progress"]);
 
 export class AttemptClient {
   constructor({ api, attemptId, storage, on, WebSocketImpl = globalThis.WebSocket,
@@ -29,6 +33,7 @@ export class AttemptClient {
     this.counter = 0;
     this.lastEventId = null;
     this.pings = new Map();
+    this.sentAnswers = new Map();
     this.stopped = false;
   }
 
@@ -89,6 +94,7 @@ export class AttemptClient {
         return;
       }
       case "answer_feedback":
+        this.sentAnswers.delete(message.re);
         this.outbox?.ack(message.data.client_seq);
         return this.on.saved?.(message.data, this.outbox?.pending().length ?? 0);
       case "timer":
@@ -97,11 +103,13 @@ export class AttemptClient {
           this.pings.delete(message.re);
         }
         return this.on.timer?.(message.data);
-      case "error":
-        if (message.data.code === "deadline_passed" || message.data.code === "attempt_not_in_progress") {
-          this.outbox?.clear();
-        }
+      case "error": {
+        const seq = this.sentAnswers.get(message.re);
+        if (CLOSED.has(message.data.code)) this.outbox?.clear();
+        else if (seq !== undefined && PERMANENT.has(message.data.code)) this.outbox?.ack(seq);
+        this.sentAnswers.delete(message.re);
         return this.on.error?.(message.data, message.re);
+      }
       default:
         return this.on.message?.(message);
     }
@@ -111,13 +119,18 @@ export class AttemptClient {
   answer(itemId, response) {
     const entry = this.outbox.answer(itemId, response);
     this.on.saved?.(null, this.outbox.pending().length);
-    this.send("submit_answer", { item_id: entry.item_id, response: entry.response, client_seq: entry.client_seq });
+    this.sendAnswer(entry);
   }
 
   flush() {
-    for (const entry of this.outbox?.pending() ?? []) {
-      this.send("submit_answer", { item_id: entry.item_id, response: entry.response, client_seq: entry.client_seq });
-    }
+    for (const entry of this.outbox?.pending() ?? []) this.sendAnswer(entry);
+  }
+
+  sendAnswer(entry) {
+    const id = this.send("submit_answer", {
+      item_id: entry.item_id, response: entry.response, client_seq: entry.client_seq,
+    });
+    if (id) this.sentAnswers.set(id, entry.client_seq);
   }
 
   ping() {

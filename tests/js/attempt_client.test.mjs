@@ -1,0 +1,57 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { AttemptClient } from "../../delivery_service/web/lib/attempt_client.js";
+
+const memory = () => {
+  const map = new Map();
+  return { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => map.set(k, v) };
+};
+
+function connected() {
+  const sent = [];
+  const client = new AttemptClient({
+    api: null, attemptId: "a1", storage: memory(), on: {}, monotonic: () => 0,
+  });
+  client.socket = { readyState: 1, send: (text) => sent.push(JSON.parse(text)) };
+  client.receive({ type: "attempt_state", data: { last_client_seq: 0, state: "in_progress" } });
+  return { client, sent };
+}
+
+const answers = (sent) => sent.filter((m) => m.type === "submit_answer");
+
+test("an acknowledged answer leaves the outbox; an unacknowledged one is sent again", () => {
+  const { client, sent } = connected();
+  client.answer("q1", "A");
+  client.answer("q2", "B");
+  const [first] = answers(sent);
+  client.receive({ type: "answer_feedback", re: first.id, data: { client_seq: 1 } });
+  assert.deepEqual(client.outbox.pending().map((e) => e.item_id), ["q2"]);
+  client.flush();
+  assert.deepEqual(answers(sent).map((m) => m.data.client_seq), [1, 2, 2]);
+});
+
+test("a permanent refusal drops the answer instead of resending it forever", () => {
+  const { client, sent } = connected();
+  client.answer("q9", "Z");
+  const [bad] = answers(sent);
+  const errors = [];
+  client.on.error = (e) => errors.push(e.code);
+  client.receive({ type: "error", re: bad.id, data: { code: "unknown_item", message: "no" } });
+  assert.deepEqual(client.outbox.pending(), []);
+  assert.deepEqual(errors, ["unknown_item"]);
+});
+
+test("a transient refusal keeps the answer for the next attempt", () => {
+  const { client, sent } = connected();
+  client.answer("q1", "A");
+  const [msg] = answers(sent);
+  client.receive({ type: "error", re: msg.id, data: { code: "internal_error", message: "retry" } });
+  assert.equal(client.outbox.pending().length, 1);
+});
+
+test("after the deadline nothing is left to send", () => {
+  const { client, sent } = connected();
+  client.answer("q1", "A");
+  client.receive({ type: "error", re: answers(sent)[0].id, data: { code: "deadline_passed", message: "late" } });
+  assert.deepEqual(client.outbox.pending(), []);
+});
