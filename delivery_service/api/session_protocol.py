@@ -51,10 +51,22 @@ class AnswerSubmitted(_Client):
     data: AnswerData
 
 
+ClientEventId = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="names the event so a resend from the client's outbox is stored once",
+    ),
+]
+
+
 class TabViolationData(_In):
     violation_type: str = Field("tab_switch", min_length=1, max_length=32)
     duration_ms: int | None = Field(None, ge=0, description="how long the page was hidden")
     client_time: float | None = Field(None, description="client clock, ms since epoch")
+    client_event_id: ClientEventId = None
 
 
 class TabViolation(_Client):
@@ -70,11 +82,44 @@ class HighlightData(_In):
     position_start: int = Field(ge=0)
     position_end: int = Field(ge=0)
     client_time: float | None = None
+    client_event_id: ClientEventId = None
 
 
 class TextHighlighted(_Client):
     type: Literal["text_highlighted"]
     data: HighlightData
+
+
+IntegrityKind = Literal[
+    "tab_hidden",
+    "tab_visible",
+    "window_blur",
+    "window_focus",
+    "fullscreen_exit",
+    "fullscreen_enter",
+    "copy",
+    "cut",
+    "paste",
+    "context_menu",
+    "keyboard_shortcut",
+    "network_offline",
+    "network_online",
+]
+
+
+class IntegrityData(_In):
+    kind: IntegrityKind
+    duration_ms: int | None = Field(None, ge=0, description="how long it lasted, where known")
+    detail: str | None = Field(None, max_length=200, description="e.g. the shortcut pressed")
+    client_time: float | None = None
+    client_event_id: ClientEventId = None
+
+
+class IntegrityEvent(_Client):
+    """Any other integrity signal from the candidate app (source 001 pattern 5)."""
+
+    type: Literal["integrity_event"]
+    data: IntegrityData
 
 
 class ProgressData(_In):
@@ -94,6 +139,7 @@ SessionClientMessage = Annotated[
     | AnswerSubmitted
     | TabViolation
     | TextHighlighted
+    | IntegrityEvent
     | ProgressUpdate,
     Field(discriminator="type"),
 ]
@@ -106,6 +152,7 @@ SESSION_CLIENT_TYPES = frozenset(
         "answer_submitted",
         "tab_violation",
         "text_highlighted",
+        "integrity_event",
         "progress_update",
     }
 )
@@ -147,6 +194,8 @@ class EventRecordedData(BaseModel):
     type: str
     event_id: int
     count: int = Field(description="how many events of this type the student has in the session")
+    client_event_id: str | None = None
+    duplicate: bool = Field(False, description="true when this client_event_id was stored before")
 
 
 class EventRecorded(_Server):
@@ -168,6 +217,7 @@ SessionEventType = Literal[
     "answer_submitted",
     "tab_violation",
     "text_highlighted",
+    "integrity_event",
     "progress_update",
     "timer_changed",
     "assessment_completed",

@@ -200,21 +200,26 @@ class SessionConnection(LiveConnection):
                     self.who, attempt_id, message.data.position
                 )
                 await self.send(p.Question(re=re, data=current))
-            case sp.TabViolation() | sp.TextHighlighted():
+            case sp.TabViolation() | sp.TextHighlighted() | sp.IntegrityEvent():
                 await self._student_only()
-                payload = message.data.model_dump(exclude={"client_time"})
+                payload = message.data.model_dump(exclude={"client_time", "client_event_id"})
                 event = await self.rt.group_sessions.record_event(
                     self.who,
                     self.session_id,
                     message.type,
                     payload,
                     _client_time(message.data.client_time),
+                    message.data.client_event_id,
                 )
                 await self.send(
                     sp.EventRecorded(
                         re=re,
                         data=sp.EventRecordedData(
-                            type=message.type, event_id=event["event_id"], count=event["count"]
+                            type=message.type,
+                            event_id=event["event_id"],
+                            count=event["count"],
+                            client_event_id=event["client_event_id"],
+                            duplicate=event["duplicate"],
                         ),
                     )
                 )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain import attempts as attempt_rules
@@ -58,7 +59,7 @@ from delivery_service.storage.models import (
 )
 
 SESSION_MEMBER = "session:"
-MONITORED_EVENTS = frozenset({"tab_violation", "text_highlighted"})
+MONITORED_EVENTS = frozenset({"tab_violation", "text_highlighted", "integrity_event"})
 
 
 @dataclass
@@ -390,44 +391,88 @@ class SessionService:
         type_: str,
         payload: dict[str, Any],
         client_time: datetime | None,
+        client_event_id: str | None = None,
     ) -> dict[str, Any]:
-        """A monitoring event from a student: durable first, then to the proctor feed."""
+        """A monitoring event from a student: durable first, then to the proctor feed. An event
+        resent with the same client_event_id is stored once and acknowledged the same way."""
         if type_ not in MONITORED_EVENTS:
             raise ValueError(f"not a monitoring event: {type_}")
+        try:
+            return await self._record_event(
+                principal, session_id, type_, payload, client_time, client_event_id
+            )
+        except IntegrityError:  # the same event, resent concurrently: the retry finds it
+            return await self._record_event(
+                principal, session_id, type_, payload, client_time, client_event_id
+            )
+
+    async def _record_event(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        type_: str,
+        payload: dict[str, Any],
+        client_time: datetime | None,
+        client_event_id: str | None,
+    ) -> dict[str, Any]:
         async with self._sessions() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=False)
-                participant = await s.get(Participant, (session_id, principal.user_id))
-                now = await db_now(s)
-                row = SessionEvent(
-                    session_id=session.id,
-                    user_id=principal.user_id,
-                    attempt_id=participant.attempt_id if participant else None,
-                    type=type_,
-                    payload=payload,
-                    client_time=client_time,
-                    received_at=now,
-                )
-                s.add(row)
-                await s.flush()
+                prior = await self._prior_event(s, session_id, principal.user_id, client_event_id)
+                if prior is None:
+                    participant = await s.get(Participant, (session_id, principal.user_id))
+                    row = SessionEvent(
+                        session_id=session.id,
+                        user_id=principal.user_id,
+                        attempt_id=participant.attempt_id if participant else None,
+                        type=type_,
+                        payload=payload,
+                        client_event_id=client_event_id,
+                        client_time=client_time,
+                        received_at=await db_now(s),
+                    )
+                    s.add(row)
+                    await s.flush()
+                else:
+                    row = prior
                 count = await s.scalar(
                     select(func.count()).where(
                         SessionEvent.session_id == session_id,
                         SessionEvent.user_id == principal.user_id,
-                        SessionEvent.type == type_,
+                        SessionEvent.type == row.type,
                     )
                 )
-            event = payload | {
+            event = row.payload | {
                 "event_id": row.id,
                 "student_id": str(principal.user_id),
                 "username": principal.username,
                 "attempt_id": str(row.attempt_id) if row.attempt_id else None,
                 "count": int(count or 0),
-                "client_time": iso(client_time) if client_time else None,
-                "at": iso(now),
+                "client_time": iso(row.client_time) if row.client_time else None,
+                "client_event_id": row.client_event_id,
+                "duplicate": prior is not None,
+                "at": iso(row.received_at),
             }
-            await run_safely(self._bus.publish(proctor_channel(str(session_id)), type_, event))
+            if prior is None:
+                await run_safely(
+                    self._bus.publish(proctor_channel(str(session_id)), row.type, event)
+                )
             return event
+
+    @staticmethod
+    async def _prior_event(
+        s: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, client_event_id: str | None
+    ) -> SessionEvent | None:
+        if client_event_id is None:
+            return None
+        found: SessionEvent | None = await s.scalar(
+            select(SessionEvent).where(
+                SessionEvent.session_id == session_id,
+                SessionEvent.user_id == user_id,
+                SessionEvent.client_event_id == client_event_id,
+            )
+        )
+        return found
 
     # ---- proctor actions ------------------------------------------------------------------
 

@@ -212,6 +212,8 @@ class SessionEvent(Base):
     written before they are broadcast."""
 
     __tablename__ = "session_events"
+    # A client resending an event from its outbox names it the same way: stored once.
+    __table_args__ = (UniqueConstraint("session_id", "user_id", "client_event_id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), index=True)
@@ -219,6 +221,7 @@ class SessionEvent(Base):
     attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     type: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    client_event_id: Mapped[str | None] = mapped_column(String(64))
     client_time: Mapped[datetime | None]
     received_at: Mapped[datetime]
 

@@ -509,3 +509,31 @@ async def test_a_proctor_who_reconnects_gets_exactly_what_they_missed(world: Wor
             ]
         async with await session_socket(world.teacher, sid, last_event_id="proctor:gone:9") as old:
             assert (await old.until("connected"))["data"]["recovered"] is False
+
+
+async def test_monitoring_events_resent_with_the_same_id_are_stored_once(world: World) -> None:
+    _, sid = await scheduled(world, "student1")
+    await world.teacher.post(f"/sessions/{sid}/start-waiting")
+    async with await session_socket(world.teacher, sid) as proctor:
+        await proctor.until("state_sync_response")
+        async with await session_socket(world.student, sid) as ws:
+            await ws.until("state_sync_response")
+            event = {"kind": "copy", "detail": "Ctrl+C", "client_event_id": "e-17"}
+            first = await ws.request("integrity_event", event)
+            again = await ws.request("integrity_event", event)
+            assert first["type"] == again["type"] == "event_recorded"
+            assert first["data"]["event_id"] == again["data"]["event_id"]
+            assert (first["data"]["duplicate"], again["data"]["duplicate"]) == (False, True)
+            other = await ws.request(
+                "integrity_event", {"kind": "paste", "client_event_id": "e-18"}
+            )
+            assert other["data"]["count"] == 2
+            wrong = await ws.request("integrity_event", {"kind": "teleport"})
+            assert wrong["data"]["code"] == "invalid_message"
+        relayed = [m for m in proctor.seen if m["type"] == "integrity_event"]
+        while len(relayed) < 2:
+            relayed.append(await proctor.until("integrity_event"))
+        assert [m["data"]["kind"] for m in relayed] == ["copy", "paste"]
+    async with world.sessions() as s:
+        stored = [(e.type, e.client_event_id) for e in await s.scalars(select(SessionEvent))]
+    assert sorted(stored) == [("integrity_event", "e-17"), ("integrity_event", "e-18")]

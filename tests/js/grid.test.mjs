@@ -50,3 +50,10 @@ test("clock format", () => {
   assert.equal(formatClock(999), "0:01");
   assert.equal(formatClock(null), "—");
 });
+
+test("integrity events are noted in the activity feed", () => {
+  const grid = new Grid();
+  grid.load([row("a", "student1")]);
+  grid.apply({ type: "integrity_event", data: { student_id: "a", kind: "keyboard_shortcut", detail: "Ctrl+C" } });
+  assert.equal(grid.feed[0].message, "student1: keyboard shortcut (Ctrl+C)");
+});

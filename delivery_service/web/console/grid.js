@@ -63,6 +63,10 @@ export class Grid {
         this.update(who, { highlights: d.count, last_activity: d.at });
         this.note(`${name} highlighted “${d.text}”`, d.at);
         return true;
+      case "integrity_event":
+        this.update(who, { last_activity: d.at });
+        this.note(`${name}: ${d.kind.replaceAll("_", " ")}${d.detail ? ` (${d.detail})` : ""}`, d.at);
+        return true;
       case "timer_changed":
         this.update(who, { state: d.state, deadline: d.timer.deadline, remaining_ms: d.timer.remaining_ms });
         return true;
