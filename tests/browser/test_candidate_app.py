@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.embedded import Served, running_server
-from delivery_service.storage.models import Attempt, ResponseEvent
+from delivery_service.storage.models import Attempt, ResponseEvent, SessionEvent
 from tests.conftest import make_settings
 from tests.support import PASSWORD, Api, add_user, sample_test
 
@@ -264,6 +264,39 @@ async def test_the_waiting_room_opens_the_exam_by_itself(
     await expect(page.locator("#warning")).to_contain_text("Ten minutes left")
     grid = await teacher.get(f"/sessions/{sid}/participants")
     assert (grid[0]["connected"], grid[0]["answered"]) == (True, 1)
+
+    # Integrity sensors: leaving the tab, copying, highlighting text of the question.
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await page.wait_for_timeout(300)
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await page.keyboard.press("Control+c")
+    await page.locator("#prompt").select_text()
+    for _ in range(50):
+        async with sessions() as s:
+            stored = list(await s.scalars(select(SessionEvent).order_by(SessionEvent.id)))
+        if any(e.type == "text_highlighted" for e in stored):
+            break
+        await page.wait_for_timeout(100)
+    kinds = [e.payload.get("kind", e.type) for e in stored]
+    assert kinds[:4] == ["tab_hidden", "tab_visible", "tab_violation", "keyboard_shortcut"]
+    assert "copy" in kinds
+    violation = next(e for e in stored if e.type == "tab_violation")
+    assert violation.payload["duration_ms"] >= 250
+    highlight = next(e for e in stored if e.type == "text_highlighted")
+    assert (highlight.payload["text"], highlight.payload["item_id"]) == ("Question 1?", "q1")
+    assert all(e.client_event_id for e in stored)
+    grid = await teacher.get(f"/sessions/{sid}/participants")
+    assert (grid[0]["violations"], grid[0]["highlights"]) == (1, 1)
     await teacher.close()
     assert problems == []
 

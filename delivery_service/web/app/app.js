@@ -3,11 +3,15 @@
 import { Api } from "/static/lib/api.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
+import { Outbox } from "/static/lib/outbox.js";
+import { Sensors, suspiciousShortcut } from "/static/lib/sensors.js";
 
 const api = new Api("", globalThis.localStorage);
 const $ = (selector) => document.querySelector(selector);
 let client = null;
 let session = null;
+let sensors = null;
+let eventBox = null;
 let state = null;
 let current = null;
 const warned = new Set();
@@ -42,7 +46,34 @@ $("#login-form").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   try {
     await api.login(form.get("username"), form.get("password"));
-    await boot();
+    await // ---- integrity sensors: the browser's signals, fed to Sensors while in a proctored session ----
+
+document.addEventListener("visibilitychange", () => sensors?.visibility(document.hidden));
+window.addEventListener("blur", () => sensors?.focus(false));
+window.addEventListener("focus", () => sensors?.focus(true));
+document.addEventListener("fullscreenchange", () => sensors?.fullscreen(Boolean(document.fullscreenElement)));
+window.addEventListener("online", () => sensors?.network(true));
+window.addEventListener("offline", () => sensors?.network(false));
+for (const kind of ["copy", "cut", "paste"]) document.addEventListener(kind, () => sensors?.clipboard(kind));
+document.addEventListener("contextmenu", () => sensors?.contextMenu());
+document.addEventListener("keydown", (event) => {
+  const shortcut = suspiciousShortcut(event);
+  if (shortcut) sensors?.shortcut(shortcut);
+});
+let selectionTimer = 0;
+document.addEventListener("selectionchange", () => {
+  clearTimeout(selectionTimer);
+  selectionTimer = setTimeout(() => {
+    const selection = document.getSelection();
+    const prompt = $("#prompt");
+    if (!sensors || !current || !selection || selection.isCollapsed || !prompt.contains(selection.anchorNode)) return;
+    const range = selection.getRangeAt(0);
+    const start = Math.min(range.startOffset, range.endOffset);
+    sensors.highlight(selection.toString(), current.item.item_id, start, start + selection.toString().length);
+  }, 400);
+});
+
+boot();
   } catch (error) {
     $("#login-error").textContent = error.message;
   }
@@ -91,13 +122,25 @@ function joinSession(sessionId) {
   show("waiting");
   $("#waiting-text").textContent = "Connecting…";
   session?.stop();
+  // Integrity sensors report over the session socket, through a durable outbox like answers.
+  eventBox = new Outbox(`session-${sessionId}`, globalThis.localStorage);
+  sensors = new Sensors({
+    emit: (type, data) => {
+      eventBox.event(type, data);
+      session?.send(type, data);
+    },
+  });
   session = new LiveSocket({
     api,
     path: `/api/v1/sessions/${sessionId}/ws`,
     onStatus: (status) => status !== "open" && showStatus(status === "reconnecting" ? "offline" : status),
     onMessage: (message) => {
       const d = message.data ?? {};
-      if (message.type === "state_sync_response") {
+      if (message.type === "connected") {
+        for (const entry of eventBox.pending()) session.send(entry.type, entry.data);
+      } else if (message.type === "event_recorded") {
+        eventBox.ackEvent(d.client_event_id);
+      } else if (message.type === "state_sync_response") {
         showStatus("online");
         if (d.attempt && !client) return openAttempt(d.attempt.id, sessionId);
         if (!d.attempt) $("#waiting-text").textContent = waitingText(d.session);
@@ -240,6 +283,7 @@ $("#home-button").addEventListener("click", () => {
   session?.stop();
   client = null;
   session = null;
+  sensors = null;
   home();
 });
 
@@ -289,5 +333,32 @@ setInterval(() => {
   }
   if (left === 0) $("#warning").textContent = "Time is up.";
 }, 1000);
+
+// ---- integrity sensors: the browser's signals, fed to Sensors while in a proctored session ----
+
+document.addEventListener("visibilitychange", () => sensors?.visibility(document.hidden));
+window.addEventListener("blur", () => sensors?.focus(false));
+window.addEventListener("focus", () => sensors?.focus(true));
+document.addEventListener("fullscreenchange", () => sensors?.fullscreen(Boolean(document.fullscreenElement)));
+window.addEventListener("online", () => sensors?.network(true));
+window.addEventListener("offline", () => sensors?.network(false));
+for (const kind of ["copy", "cut", "paste"]) document.addEventListener(kind, () => sensors?.clipboard(kind));
+document.addEventListener("contextmenu", () => sensors?.contextMenu());
+document.addEventListener("keydown", (event) => {
+  const shortcut = suspiciousShortcut(event);
+  if (shortcut) sensors?.shortcut(shortcut);
+});
+let selectionTimer = 0;
+document.addEventListener("selectionchange", () => {
+  clearTimeout(selectionTimer);
+  selectionTimer = setTimeout(() => {
+    const selection = document.getSelection();
+    const prompt = $("#prompt");
+    if (!sensors || !current || !selection || selection.isCollapsed || !prompt.contains(selection.anchorNode)) return;
+    const range = selection.getRangeAt(0);
+    const start = Math.min(range.startOffset, range.endOffset);
+    sensors.highlight(selection.toString(), current.item.item_id, start, start + selection.toString().length);
+  }, 400);
+});
 
 boot();

@@ -25,9 +25,23 @@ export class Outbox {
     return entry;
   }
 
+  // Queue a monitoring event under its own id (the server stores a resend once).
+  event(type, data) {
+    const entry = { kind: "event", type, data, client_event_id: data.client_event_id };
+    this.items.push(entry);
+    this.save();
+    return entry;
+  }
+
+  ackEvent(clientEventId) {
+    const before = this.items.length;
+    this.items = this.items.filter((i) => i.client_event_id !== clientEventId);
+    if (this.items.length !== before) this.save();
+  }
+
   ack(clientSeq) {
     const before = this.items.length;
-    this.items = this.items.filter((i) => i.client_seq !== clientSeq);
+    this.items = this.items.filter((i) => i.kind !== "answer" || i.client_seq !== clientSeq);
     if (this.items.length !== before) this.save();
   }
 
