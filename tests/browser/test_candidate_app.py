@@ -333,3 +333,31 @@ async def test_a_wrong_computer_clock_does_not_change_the_time_shown(
     await expect(page.locator("#timer")).not_to_have_text("")
     minutes, seconds = (int(x) for x in (await page.inner_text("#timer")).split(":"))
     assert 9 * 60 + 50 <= minutes * 60 + seconds <= 10 * 60
+
+
+@pytest.mark.parametrize(
+    ("name", "viewport", "scale"),
+    [("zoom-200", {"width": 640, "height": 400}, 2), ("phone", {"width": 375, "height": 667}, 2)],
+)
+async def test_the_exam_fits_at_200_percent_zoom_and_on_a_phone(
+    browser: Browser, served: Served, name: str, viewport: dict[str, int], scale: int
+) -> None:
+    """200% zoom of a 1280-pixel window is a 640-CSS-pixel viewport at twice the density."""
+    ctx = await browser.new_context(viewport=viewport, device_scale_factor=scale)
+    try:
+        page = await ctx.new_page()
+        watch(page)
+        await sign_in_and_start(page, served)
+        await expect(page.locator("#timer")).not_to_have_text("")
+        overflow = await page.evaluate(
+            "document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+        for control in ("#next", "#flag", "#review", "#choices input >> nth=0"):
+            box = await page.locator(control).bounding_box()
+            assert box is not None
+            assert box["x"] >= 0
+            assert box["x"] + box["width"] <= viewport["width"], control
+        await shot(page, f"10-{name}")
+    finally:
+        await ctx.close()

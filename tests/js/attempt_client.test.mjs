@@ -55,3 +55,18 @@ test("after the deadline nothing is left to send", () => {
   client.receive({ type: "error", re: answers(sent)[0].id, data: { code: "deadline_passed", message: "late" } });
   assert.deepEqual(client.outbox.pending(), []);
 });
+
+test("every (re)connect re-measures the clock and resends what is pending", () => {
+  const { client, sent } = connected();
+  client.answer("q1", "A");
+  sent.length = 0;
+  // The server greets again after a reconnect.
+  client.receive({ type: "attempt_state", data: { last_client_seq: 0, state: "in_progress" } });
+  assert.deepEqual(sent.map((m) => m.type), ["ping", "submit_answer"]);
+  const [ping] = sent;
+  client.receive({
+    type: "timer", re: ping.id,
+    data: { timer: { server_now: "2026-11-22T09:00:00.000Z" }, state: "in_progress" },
+  });
+  assert.equal(client.clock.synced, true);
+});
