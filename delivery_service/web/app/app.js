@@ -46,34 +46,7 @@ $("#login-form").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   try {
     await api.login(form.get("username"), form.get("password"));
-    await // ---- integrity sensors: the browser's signals, fed to Sensors while in a proctored session ----
-
-document.addEventListener("visibilitychange", () => sensors?.visibility(document.hidden));
-window.addEventListener("blur", () => sensors?.focus(false));
-window.addEventListener("focus", () => sensors?.focus(true));
-document.addEventListener("fullscreenchange", () => sensors?.fullscreen(Boolean(document.fullscreenElement)));
-window.addEventListener("online", () => sensors?.network(true));
-window.addEventListener("offline", () => sensors?.network(false));
-for (const kind of ["copy", "cut", "paste"]) document.addEventListener(kind, () => sensors?.clipboard(kind));
-document.addEventListener("contextmenu", () => sensors?.contextMenu());
-document.addEventListener("keydown", (event) => {
-  const shortcut = suspiciousShortcut(event);
-  if (shortcut) sensors?.shortcut(shortcut);
-});
-let selectionTimer = 0;
-document.addEventListener("selectionchange", () => {
-  clearTimeout(selectionTimer);
-  selectionTimer = setTimeout(() => {
-    const selection = document.getSelection();
-    const prompt = $("#prompt");
-    if (!sensors || !current || !selection || selection.isCollapsed || !prompt.contains(selection.anchorNode)) return;
-    const range = selection.getRangeAt(0);
-    const start = Math.min(range.startOffset, range.endOffset);
-    sensors.highlight(selection.toString(), current.item.item_id, start, start + selection.toString().length);
-  }, 400);
-});
-
-boot();
+    await boot();
   } catch (error) {
     $("#login-error").textContent = error.message;
   }
