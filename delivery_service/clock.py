@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 class ServerClock:
     def __init__(self) -> None:
         self._offset = timedelta(0)
-        self.last_rtt: timedelta | None = None
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self._offset
@@ -23,7 +22,6 @@ class ServerClock:
         """`sent`/`received` are time.time() around the query that read `database_now`."""
         midpoint = datetime.fromtimestamp((sent + received) / 2, UTC)
         self._offset = database_now - midpoint
-        self.last_rtt = timedelta(seconds=received - sent)
 
     @staticmethod
     def wall() -> float:

@@ -43,7 +43,6 @@ def start(
     *,
     now: datetime,
     time_limit_seconds: int,
-    hard_end: datetime | None = None,
     fixed_deadline: datetime | None = None,
 ) -> None:
     """Start the clock: a self-paced attempt gets the time limit from now; a session attempt gets
@@ -52,8 +51,8 @@ def start(
         raise DeadlinePassed(timing.iso(fixed_deadline))
     transition(attempt, "start")
     attempt.started_at = now
-    attempt.deadline = fixed_deadline or timing.capped_deadline(
-        timing.initial_deadline(now, time_limit_seconds, attempt.extra_seconds), hard_end
+    attempt.deadline = fixed_deadline or timing.initial_deadline(
+        now, time_limit_seconds, attempt.extra_seconds
     )
 
 
@@ -87,13 +86,11 @@ def pause(attempt: AttemptFields, *, now: datetime, allowed: bool) -> None:
     attempt.paused_at = now
 
 
-def resume(attempt: AttemptFields, *, now: datetime, hard_end: datetime | None = None) -> None:
+def resume(attempt: AttemptFields, *, now: datetime) -> None:
     transition(attempt, "resume")
     deadline = _present(attempt.deadline, "deadline")
     paused_at = _present(attempt.paused_at, "paused_at")
-    attempt.deadline = timing.capped_deadline(
-        timing.deadline_after_resume(deadline, paused_at, now), hard_end
-    )
+    attempt.deadline = timing.deadline_after_resume(deadline, paused_at, now)
     attempt.paused_at = None
 
 

@@ -43,11 +43,6 @@ def initial_deadline(
     return started_at + timedelta(seconds=time_limit_seconds + extra_seconds)
 
 
-def capped_deadline(deadline: datetime, hard_end: datetime | None) -> datetime:
-    """A group session's global end caps everyone's deadline (late joiners get less time)."""
-    return min(deadline, hard_end) if hard_end else deadline
-
-
 def accepts_writes(deadline: datetime, now: datetime, grace: timedelta) -> bool:
     """A response counts when the server receives it at or before deadline + grace, never later."""
     return now <= deadline + grace

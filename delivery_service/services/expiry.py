@@ -45,8 +45,6 @@ class ExpirySweeper:
         self._reconcile_every = reconcile_every
         self._last_reconcile = 0.0
         self.healthy = False
-        self.expired_total = 0
-        self.last_lag_seconds = 0.0
 
     async def reconcile(self) -> int:
         running = await self._attempts.running_deadlines()
@@ -70,7 +68,6 @@ class ExpirySweeper:
                 await self._sessions.complete_due(member.removeprefix(SESSION_MEMBER))
             elif await self._attempts.expire_due(member):
                 expired += 1
-        self.expired_total += expired
         return expired
 
     async def run(self) -> None:

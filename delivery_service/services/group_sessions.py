@@ -66,7 +66,6 @@ MONITORED_EVENTS = frozenset({"tab_violation", "text_highlighted", "integrity_ev
 class Joined:
     session: SessionOut
     attempt: AttemptView | None
-    first_time: bool
     problem: Conflict | None = None
 
 
@@ -328,7 +327,6 @@ class SessionService:
                 await self._presence.touch(str(session_id), str(principal.user_id), now)
                 problem: Conflict | None = None
                 participant = await s.get(Participant, (session_id, principal.user_id))
-                first = participant is None or participant.first_joined_at is None
                 try:
                     rules.require_joinable(session.state)
                 except Conflict as exc:
@@ -363,7 +361,7 @@ class SessionService:
                     },
                 )
             )
-            return Joined(out, attempt, first, problem)
+            return Joined(out, attempt, problem)
 
     async def heartbeat(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
         if principal.role == "student":

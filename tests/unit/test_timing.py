@@ -46,13 +46,6 @@ def test_accommodation_extra_seconds_are_added_at_start() -> None:
     assert row.deadline == T0 + timedelta(seconds=720)
 
 
-def test_group_session_end_caps_a_late_joiners_deadline() -> None:
-    row = Row()
-    end = T0 + timedelta(seconds=300)
-    rules.start(row, now=T0, time_limit_seconds=600, hard_end=end)
-    assert row.deadline == end
-
-
 def test_answer_at_deadline_plus_grace_is_accepted_and_a_millisecond_later_refused() -> None:
     row = started(600)
     assert row.deadline is not None
