@@ -13,7 +13,16 @@ from fastapi.staticfiles import StaticFiles
 
 from delivery_service.api import errors
 from delivery_service.api.attempt_socket import router as attempt_socket_router
-from delivery_service.api.routes import attempts, auth, classes, health, sessions, tests, users
+from delivery_service.api.routes import (
+    attempts,
+    auth,
+    classes,
+    health,
+    integrity,
+    sessions,
+    tests,
+    users,
+)
 from delivery_service.api.session_socket import router as session_socket_router
 from delivery_service.logs import configure_logging
 from delivery_service.runtime import Runtime
@@ -47,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
-    for module in (auth, users, tests, attempts, classes, sessions):
+    for module in (auth, users, tests, attempts, classes, sessions, integrity):
         api.include_router(module.router)
     api.include_router(attempt_socket_router)
     api.include_router(session_socket_router)

@@ -1,4 +1,4 @@
-"""`examserver`: demo, serve, migrate, seed-demo, ws-schema."""
+"""`examserver`: demo, serve, migrate, seed-demo, ws-schema, verify-ledger."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import os
 import secrets
 import sys
 import threading
+import uuid
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -40,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
     schema = sub.add_parser("ws-schema", help="print the WebSocket protocol's JSON Schema")
     schema.add_argument("--output", type=Path)
+
+    verify = sub.add_parser(
+        "verify-ledger", help="recompute the integrity ledger's seals; exit 1 if a chain is broken"
+    )
+    verify.add_argument("--attempt", type=uuid.UUID, help="only this attempt's chain")
+    verify.add_argument("--json", action="store_true", help="one JSON object per chain")
 
     args = parser.parse_args(argv)
     try:
@@ -108,6 +116,40 @@ def run_seed(_: argparse.Namespace) -> int:
     created = asyncio.run(_seed(Settings()))
     print(f"demo data loaded ({created} users created; password 'demo', demo use only)")
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from delivery_service.services.integrity import verification_out
+
+    results = asyncio.run(_verify(Settings(), args.attempt))
+    broken = [r for r in results if not r.ok]
+    for result in results:
+        if args.json:
+            print(json.dumps(verification_out(result), sort_keys=True))
+        elif not result.ok and result.first_broken is not None:
+            b = result.first_broken
+            print(f"BROKEN {result.chain}: event {b.seq} ({b.problem}): {b.detail}")
+        else:
+            print(f"ok     {result.chain}: {result.events} events")
+    if not args.json:
+        total = sum(r.events for r in results)
+        print(f"{len(results)} chains, {total} events, {len(broken)} broken")
+    return 1 if broken else 0
+
+
+async def _verify(settings: Settings, attempt: uuid.UUID | None) -> list[Any]:
+    from delivery_service.storage.database import create_engine, create_sessionmaker
+    from delivery_service.storage.ledger import Ledger, attempt_chain
+
+    engine = create_engine(settings)
+    ledger = Ledger(settings.ledger_key.encode())
+    try:
+        async with create_sessionmaker(engine)() as s:
+            if attempt is not None:
+                return [await ledger.verify(s, attempt_chain(attempt))]
+            return [await ledger.verify(s, chain) async for chain in ledger.chains(s)]
+    finally:
+        await engine.dispose()
 
 
 def run_schema(args: argparse.Namespace) -> int:
@@ -179,6 +221,7 @@ COMMANDS = {
     "migrate": run_migrate,
     "seed-demo": run_seed,
     "ws-schema": run_schema,
+    "verify-ledger": run_verify,
 }
 
 

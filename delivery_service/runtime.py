@@ -34,6 +34,7 @@ from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.group_sessions import SessionService
+from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import TokenService
 from delivery_service.settings import Settings
@@ -43,6 +44,7 @@ from delivery_service.storage.database import (
     create_sessionmaker,
     db_now,
 )
+from delivery_service.storage.ledger import Ledger
 
 if TYPE_CHECKING:
     from delivery_service.api.live_socket import SocketRegistry
@@ -69,6 +71,8 @@ class Runtime:
     attempts: AttemptService
     classes: ClassService
     group_sessions: SessionService
+    integrity: IntegrityService
+    ledger: Ledger
     presence: Presence
     sweeper: ExpirySweeper
     sockets: SocketRegistry
@@ -99,8 +103,14 @@ class Runtime:
             audience=settings.jwt_audience,
             ttl_seconds=settings.jwt_ttl_seconds,
         )
+        ledger = Ledger(settings.ledger_key.encode())
         attempts = AttemptService(
-            sessions=sessions, timers=timers, bus=bus, items=ItemCache(), grace=settings.grace
+            sessions=sessions,
+            timers=timers,
+            bus=bus,
+            items=ItemCache(),
+            grace=settings.grace,
+            ledger=ledger,
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
         group_sessions = SessionService(
@@ -110,6 +120,7 @@ class Runtime:
             timers=timers,
             presence=presence,
             grace=settings.grace,
+            ledger=ledger,
         )
         return cls(
             settings=settings,
@@ -139,6 +150,10 @@ class Runtime:
             attempts=attempts,
             classes=ClassService(sessions=sessions),
             group_sessions=group_sessions,
+            integrity=IntegrityService(
+                sessions=sessions, ledger=ledger, bus=bus, attempts=attempts
+            ),
+            ledger=ledger,
             presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from delivery_service.domain.timing import TimerView, iso
+from integrity.policy import LockdownPolicy
 
 UtcTime = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 
@@ -81,6 +82,13 @@ class AttemptView(BaseModel):
     max_score: float | None = None
     last_client_seq: int = Field(
         0, description="the highest client_seq received: a new device continues above it"
+    )
+    lockdown: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the test's lockdown policy as the candidate app applies it (no SEB keys)",
+    )
+    review: list[dict[str, Any]] | None = Field(
+        None, description="staff only: why the attempt was marked for review"
     )
 
 
@@ -177,6 +185,7 @@ class TestIn(StrictModel):
     attempt_limit: int = Field(1, ge=1, le=100)
     allow_pause: bool = Field(True, description="may a candidate pause their own attempt")
     items: list[ChoiceItemIn] = Field(min_length=1, max_length=500)
+    lockdown: LockdownPolicy = Field(default_factory=LockdownPolicy)
 
     @model_validator(mode="after")
     def _unique_items(self) -> TestIn:
@@ -206,6 +215,9 @@ class TestOut(BaseModel):
     item_count: int
     created_at: UtcTime
     items: list[ItemOut] | None = Field(None, description="staff only")
+    lockdown: dict[str, Any] = Field(
+        default_factory=dict, description="the lockdown policy; SEB keys for staff only"
+    )
 
 
 class UserOut(BaseModel):
@@ -314,7 +326,7 @@ class ParticipantView(BaseModel):
 
 class TimelineEntry(BaseModel):
     at: UtcTime
-    kind: Literal["answer", "event", "staff_action"]
+    kind: Literal["answer", "event", "staff_action", "server"]
     type: str
     data: dict[str, Any]
 

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET = "insecure-demo-secret-change-me-0123456789"
+INSECURE_LEDGER_KEY = "insecure-demo-ledger-key-change-me-0123456789"
 
 
 class Settings(BaseSettings):
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "examserver"
     jwt_audience: str = "examserver"
     jwt_ttl_seconds: int = 8 * 3600
+    ledger_key: str = Field(
+        INSECURE_LEDGER_KEY,
+        description="seals the integrity ledger (HMAC); keep it, or old chains cannot be verified",
+    )
     password_hash_cost: int = Field(2**14, description="scrypt N; lower only in tests")
     login_max_failures: int = Field(10, description="failed logins per user before a pause")
     login_window_seconds: int = 300
@@ -76,4 +81,11 @@ class Settings(BaseSettings):
             )
         if len(self.jwt_secret) < 32:
             raise ValueError("EXAMSERVER_JWT_SECRET must be at least 32 characters")
+        if self.environment == "production" and self.ledger_key == INSECURE_LEDGER_KEY:
+            raise ValueError(
+                "EXAMSERVER_LEDGER_KEY must be set to a secret of your own in production "
+                "(anyone holding the built-in key could re-seal a forged ledger)"
+            )
+        if len(self.ledger_key) < 32:
+            raise ValueError("EXAMSERVER_LEDGER_KEY must be at least 32 characters")
         return self

@@ -19,7 +19,7 @@ from tests.services import PG_URL, REDIS_URL, postgres_problem, redis_problem, r
 from tests.support import HASH_COST, TEST_SECRET
 
 TABLES = (
-    "audit_log, session_events, session_participants, sessions, class_students, "
+    "ledger_events, ledger_heads, session_participants, sessions, class_students, "
     "class_teachers, classes, response_history, item_states, attempts, items, tests, users"
 )
 

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, WebSocket
 
 from delivery_service.api import protocol as p
+from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
 from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
 from delivery_service.domain.errors import DomainError
 from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
 from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
+from integrity import events as ev
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -52,13 +54,18 @@ class AttemptConnection(LiveConnection):
         view = await self.rt.attempts.get(self.who, self.attempt_id)
         if view.user_id != self.who.user_id:
             raise Rejected("forbidden", "only the candidate may open this socket", CLOSE_FORBIDDEN)
+        if not self.seb_verified:
+            await self.rt.integrity.require_seb(
+                self.who, url=str(self.ws.url), headers=self.ws.headers, attempt_id=self.attempt_id
+            )
 
     async def on_open(self) -> None:
         await self.subscribe(self.channel, self._on_event)
-        await self.take_ownership(self.scope, self.channel)
+        previous = await self.take_ownership(self.scope, self.channel)
         recovered: bool | None = None
         missed: list[Event] = []
         last = self.ws.query_params.get("last_event_id")
+        await self._observe_connection(previous, resumed=bool(last))
         if last:
             position = parse_event_id(last)
             if position is not None:
@@ -82,6 +89,25 @@ class AttemptConnection(LiveConnection):
 
     async def on_close(self) -> None:
         await self.release_ownership(self.scope)
+
+    async def _observe_connection(self, previous: str | None, *, resumed: bool) -> None:
+        """The connection history of the integrity report: opened or resumed, and whom it
+        superseded (another tab or device)."""
+        common = {"connection_id": self.id, "worker": self.rt.worker_id}
+        await self.rt.integrity.observed(
+            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
+            candidate_id=self.who.user_id,
+            attempt_id=self.attempt_id,
+            actor_id=self.who.user_id,
+            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
+        )
+        if previous is not None:
+            await self.rt.integrity.observed(
+                type_=ev.SUPERSEDED,
+                candidate_id=self.who.user_id,
+                attempt_id=self.attempt_id,
+                payload=common | {"superseded_connection_id": previous},
+            )
 
     async def _send_state(self, re: str | None = None) -> AttemptView:
         view = await self.rt.attempts.get(self.who, self.attempt_id)
@@ -139,6 +165,16 @@ class AttemptConnection(LiveConnection):
                 await self.ensure_owner(self.scope)
                 flag = await svc.flag(who, ident, message.data.item_id, message.data.flagged)
                 await self.send(p.FlagSaved(re=re, data=flag))
+            case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
+                await self.ensure_owner(self.scope)
+                (recorded,) = await self.rt.integrity.record(
+                    who, [reported(message)], attempt_id=ident
+                )
+                await self.send(p.EventRecorded(re=re, data=recorded_data(recorded)))
+            case p.IntegrityBatch():
+                await self.ensure_owner(self.scope)
+                acks = await self.rt.integrity.record(who, batch_of(message), attempt_id=ident)
+                await self.send(p.EventsRecorded(re=re, data=[recorded_data(a) for a in acks]))
             case p.EndAssessment():
                 await self.ensure_owner(self.scope)
                 self._ending = True
@@ -174,6 +210,9 @@ class AttemptConnection(LiveConnection):
         elif event.type == "timer":
             data = p.TimerData.model_validate(event.data)
             self.push(p.TimerMessage(seq=event.event_id, data=data))
+        elif event.type == "integrity_warning":
+            warning = p.IntegrityWarningData.model_validate(event.data)
+            self.push(p.IntegrityWarning(seq=event.event_id, data=warning))
         elif event.type == "assessment_completed":
             if self._ending:
                 self._held_completion = event

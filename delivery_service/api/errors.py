@@ -34,6 +34,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_many_attempts": 429,
     "invalid_accommodation": 422,
     "superseded": 409,
+    "reason_required": 422,
+    "invalid_policy": 422,
+    "seb_required": 403,
+    "seb_key_invalid": 403,
+    "ledger_staff_only": 403,
 }
 
 
@@ -51,7 +56,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         401: "not authenticated (`unauthorized`, `invalid_credentials`)",
-        403: "not allowed (`forbidden`, `navigation_forbidden`, `pause_not_allowed`)",
+        403: "not allowed (`forbidden`, `navigation_forbidden`, `pause_not_allowed`, "
+        "`seb_required`, `seb_key_invalid`)",
         404: "not found, or not yours (`…_not_found`)",
         409: "conflicts with the current state (`invalid_transition`, `deadline_passed`, …)",
         422: "invalid input (`validation_error`, `invalid_response`, `unknown_item`, …)",

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from delivery_service.api import protocol as p
-from delivery_service.api.errors import validation_details
+from delivery_service.api.errors import status_for, validation_details
 from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event
@@ -101,6 +101,8 @@ class LiveConnection:
     client_types: frozenset[str]
     #: the ticket claim that binds a ticket to this kind of socket, and the id it must match
     ticket_scope: tuple[str, str] = ("", "")
+    #: true when the ticket was issued to a request that passed the Safe Exam Browser check
+    seb_verified: bool = False
 
     def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
         self.ws = websocket
@@ -166,6 +168,8 @@ class LiveConnection:
                 await self.ws.close(code=CLOSE_UNAUTHORIZED)
                 return
             self.principal = Principal.from_claims(claims)
+            # The REST call that issued this ticket passed the Safe Exam Browser check.
+            self.seb_verified = bool(claims.get("seb"))
         await self.ws.accept()
         if self.principal is None:
             self.principal = await self._first_message_auth()
@@ -177,7 +181,8 @@ class LiveConnection:
             await self._reject(exc.code, exc.message, exc.close_code)
             return
         except DomainError as exc:
-            await self._reject(exc.code, exc.message, CLOSE_NOT_FOUND)
+            close = CLOSE_FORBIDDEN if status_for(exc) == 403 else CLOSE_NOT_FOUND
+            await self._reject(exc.code, exc.message, close)
             return
         self.rt.sockets.add(self)
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
@@ -242,10 +247,12 @@ class LiveConnection:
 
     # ---- ownership: one live socket per user and scope, across all workers --------------------
 
-    async def take_ownership(self, scope: str, channel: str) -> None:
-        previous = await self.rt.owners.take(scope, str(self.who.user_id), self.id)
+    async def take_ownership(self, scope: str, channel: str) -> str | None:
+        """Become the one live connection; returns the superseded connection's id, if any."""
+        previous: str | None = await self.rt.owners.take(scope, str(self.who.user_id), self.id)
         if previous is not None:
             await self.rt.bus.publish(channel, "superseded", {"connection_id": previous})
+        return previous
 
     async def ensure_owner(self, scope: str) -> None:
         """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now.

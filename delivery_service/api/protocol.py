@@ -124,6 +124,90 @@ class FlagItem(_Client):
     data: FlagData
 
 
+ClientEventId = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="names the event so a resend from the client's outbox is stored once",
+    ),
+]
+
+
+class TabViolationData(_In):
+    violation_type: str = Field("tab_switch", min_length=1, max_length=32)
+    duration_ms: int | None = Field(None, ge=0, description="how long the page was hidden")
+    client_time: float | None = Field(None, description="client clock, ms since epoch")
+    client_event_id: ClientEventId = None
+
+
+class TabViolation(_Client):
+    type: Literal["tab_violation"]
+    data: TabViolationData = Field(default_factory=TabViolationData)
+
+
+class HighlightData(_In):
+    text: str = Field(min_length=1, max_length=5000)
+    item_id: str = Field(
+        min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "passage_id")
+    )
+    position_start: int = Field(ge=0)
+    position_end: int = Field(ge=0)
+    client_time: float | None = None
+    client_event_id: ClientEventId = None
+
+
+class TextHighlighted(_Client):
+    type: Literal["text_highlighted"]
+    data: HighlightData
+
+
+IntegrityKind = Literal[
+    "tab_hidden",
+    "tab_visible",
+    "window_blur",
+    "window_focus",
+    "fullscreen_exit",
+    "fullscreen_enter",
+    "copy",
+    "cut",
+    "paste",
+    "context_menu",
+    "keyboard_shortcut",
+    "network_offline",
+    "network_online",
+]
+
+
+class IntegrityData(_In):
+    kind: IntegrityKind
+    duration_ms: int | None = Field(None, ge=0, description="how long it lasted, where known")
+    detail: str | None = Field(None, max_length=200, description="e.g. the shortcut pressed")
+    client_time: float | None = None
+    client_event_id: ClientEventId = None
+
+
+class IntegrityEvent(_Client):
+    """Any other integrity signal from the candidate app (source 001 pattern 5)."""
+
+    type: Literal["integrity_event"]
+    data: IntegrityData
+
+
+class IntegrityBatchData(_In):
+    events: list[
+        Annotated[TabViolation | TextHighlighted | IntegrityEvent, Field(discriminator="type")]
+    ] = Field(min_length=1, max_length=50)
+
+
+class IntegrityBatch(_Client):
+    """Several integrity events in one message and one transaction (the app's batched outbox)."""
+
+    type: Literal["integrity_batch"]
+    data: IntegrityBatchData
+
+
 class EndAssessment(_Client):
     type: Literal["end_assessment"]
     data: Empty = Field(default_factory=Empty)
@@ -139,6 +223,10 @@ ClientMessage = Annotated[
     | Ping
     | Navigate
     | FlagItem
+    | TabViolation
+    | TextHighlighted
+    | IntegrityEvent
+    | IntegrityBatch
     | EndAssessment,
     Field(discriminator="type"),
 ]
@@ -153,6 +241,10 @@ CLIENT_TYPES = frozenset(
         "ping",
         "navigate",
         "flag",
+        "tab_violation",
+        "text_highlighted",
+        "integrity_event",
+        "integrity_batch",
         "end_assessment",
     }
 )
@@ -252,6 +344,44 @@ class Superseded(_Server):
     data: SupersededData = Field(default_factory=SupersededData)
 
 
+class EventRecordedData(BaseModel):
+    type: str
+    event_id: int
+    count: int = Field(description="how many events of this type the student has in the session")
+    client_event_id: str | None = None
+    duplicate: bool = Field(False, description="true when this client_event_id was stored before")
+
+
+class EventRecorded(_Server):
+    """The durable acknowledgement of a monitoring event: the client may drop it from its outbox."""
+
+    type: Literal["event_recorded"] = "event_recorded"
+    data: EventRecordedData
+
+
+class EventsRecorded(_Server):
+    """The acknowledgement of an `integrity_batch`: one entry per event, in order."""
+
+    type: Literal["events_recorded"] = "events_recorded"
+    data: list[EventRecordedData]
+
+
+class IntegrityWarningData(BaseModel):
+    rule: str = Field(description="tab_switch_limit, copy_paste or fullscreen_exit")
+    action: str = Field(description="what the server did: warn, flag, pause or terminate")
+    reason: str
+    tab_switches: int
+    allowed_tab_switches: int | None
+    at: UtcTime
+
+
+class IntegrityWarning(_Server):
+    """The candidate went past the test's lockdown policy; the app shows `reason`."""
+
+    type: Literal["integrity_warning"] = "integrity_warning"
+    data: IntegrityWarningData
+
+
 class ErrorData(BaseModel):
     code: str
     message: str
@@ -275,6 +405,9 @@ ServerMessage = Annotated[
     | Pong
     | AssessmentCompleted
     | Superseded
+    | EventRecorded
+    | EventsRecorded
+    | IntegrityWarning
     | Error,
     Field(discriminator="type"),
 ]

@@ -16,11 +16,17 @@ from delivery_service.api.protocol import (
     AnswerFeedback,
     Auth,
     Error,
+    EventRecorded,
+    EventsRecorded,
     Heartbeat,
+    IntegrityBatch,
+    IntegrityEvent,
     Ping,
     Pong,
     Question,
     Superseded,
+    TabViolation,
+    TextHighlighted,
     TimerMessage,
     _Client,
     _In,
@@ -51,77 +57,6 @@ class AnswerSubmitted(_Client):
     data: AnswerData
 
 
-ClientEventId = Annotated[
-    str | None,
-    Field(
-        None,
-        min_length=1,
-        max_length=64,
-        description="names the event so a resend from the client's outbox is stored once",
-    ),
-]
-
-
-class TabViolationData(_In):
-    violation_type: str = Field("tab_switch", min_length=1, max_length=32)
-    duration_ms: int | None = Field(None, ge=0, description="how long the page was hidden")
-    client_time: float | None = Field(None, description="client clock, ms since epoch")
-    client_event_id: ClientEventId = None
-
-
-class TabViolation(_Client):
-    type: Literal["tab_violation"]
-    data: TabViolationData = Field(default_factory=TabViolationData)
-
-
-class HighlightData(_In):
-    text: str = Field(min_length=1, max_length=5000)
-    item_id: str = Field(
-        min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "passage_id")
-    )
-    position_start: int = Field(ge=0)
-    position_end: int = Field(ge=0)
-    client_time: float | None = None
-    client_event_id: ClientEventId = None
-
-
-class TextHighlighted(_Client):
-    type: Literal["text_highlighted"]
-    data: HighlightData
-
-
-IntegrityKind = Literal[
-    "tab_hidden",
-    "tab_visible",
-    "window_blur",
-    "window_focus",
-    "fullscreen_exit",
-    "fullscreen_enter",
-    "copy",
-    "cut",
-    "paste",
-    "context_menu",
-    "keyboard_shortcut",
-    "network_offline",
-    "network_online",
-]
-
-
-class IntegrityData(_In):
-    kind: IntegrityKind
-    duration_ms: int | None = Field(None, ge=0, description="how long it lasted, where known")
-    detail: str | None = Field(None, max_length=200, description="e.g. the shortcut pressed")
-    client_time: float | None = None
-    client_event_id: ClientEventId = None
-
-
-class IntegrityEvent(_Client):
-    """Any other integrity signal from the candidate app (source 001 pattern 5)."""
-
-    type: Literal["integrity_event"]
-    data: IntegrityData
-
-
 class ProgressData(_In):
     position: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
 
@@ -140,6 +75,7 @@ SessionClientMessage = Annotated[
     | TabViolation
     | TextHighlighted
     | IntegrityEvent
+    | IntegrityBatch
     | ProgressUpdate,
     Field(discriminator="type"),
 ]
@@ -153,6 +89,7 @@ SESSION_CLIENT_TYPES = frozenset(
         "tab_violation",
         "text_highlighted",
         "integrity_event",
+        "integrity_batch",
         "progress_update",
     }
 )
@@ -190,21 +127,6 @@ class StateSyncResponse(_Server):
     data: StateSyncData
 
 
-class EventRecordedData(BaseModel):
-    type: str
-    event_id: int
-    count: int = Field(description="how many events of this type the student has in the session")
-    client_event_id: str | None = None
-    duplicate: bool = Field(False, description="true when this client_event_id was stored before")
-
-
-class EventRecorded(_Server):
-    """The durable acknowledgement of a monitoring event: the client may drop it from its outbox."""
-
-    type: Literal["event_recorded"] = "event_recorded"
-    data: EventRecordedData
-
-
 SessionEventType = Literal[
     "session_status_changed",
     "waiting_room_opened",
@@ -221,6 +143,8 @@ SessionEventType = Literal[
     "progress_update",
     "timer_changed",
     "assessment_completed",
+    "integrity_alert",
+    "integrity_warning",
 ]
 
 
@@ -235,6 +159,7 @@ SessionServerMessage = Annotated[
     Connected
     | StateSyncResponse
     | EventRecorded
+    | EventsRecorded
     | SessionEvent
     | AnswerFeedback
     | Question

@@ -12,13 +12,13 @@ attempt's once they have one. Each event's `seq` is `kind:epoch:offset`; reconne
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, WebSocket
 
 from delivery_service.api import protocol as p
 from delivery_service.api import session_protocol as sp
+from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
 from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
 from delivery_service.domain.errors import AttemptNotInProgress
 from delivery_service.live.bus import RESYNC, Event
@@ -29,6 +29,7 @@ from delivery_service.live.keys import (
     session_channel,
 )
 from delivery_service.schemas import Timer, UserOut
+from integrity import events as ev
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -42,6 +43,7 @@ STUDENT_FORWARDED = frozenset(
         "session_completed",
         "notice",
         "accommodation_changed",
+        "integrity_warning",
         "assessment_completed",
     }
 )
@@ -82,6 +84,10 @@ class SessionConnection(LiveConnection):
         self.is_proctor = await self.rt.group_sessions.can_watch(self.who, self.session_id)
         if not self.is_proctor and self.who.role != "student":
             raise Rejected("forbidden", "not a proctor of this session", CLOSE_FORBIDDEN)
+        if not self.is_proctor and not self.seb_verified:
+            await self.rt.integrity.require_seb(
+                self.who, url=str(self.ws.url), headers=self.ws.headers, session_id=self.session_id
+            )
 
     def channels(self) -> dict[str, str]:
         sid = str(self.session_id)
@@ -104,7 +110,8 @@ class SessionConnection(LiveConnection):
         for kind, channel in self.channels().items():
             await self.subscribe(channel, self._listener(kind))
         if not self.is_proctor:
-            await self.take_ownership(self.scope, self.channels()["participant"])
+            previous = await self.take_ownership(self.scope, self.channels()["participant"])
+            await self._observe_connection(previous)
         recovered, missed = await self._replay()
         positions = {}
         for kind, channel in self.channels().items():
@@ -158,6 +165,27 @@ class SessionConnection(LiveConnection):
             data = sp.StateSyncData(session=session, attempt=attempt)
         await self.send(sp.StateSyncResponse(re=re, data=data))
 
+    async def _observe_connection(self, previous: str | None) -> None:
+        """The student's connection history, on their attempt's chain once they have one."""
+        common = {"connection_id": self.id, "worker": self.rt.worker_id}
+        resumed = bool(self.ws.query_params.get("last_event_id"))
+        await self.rt.integrity.observed(
+            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
+            candidate_id=self.who.user_id,
+            attempt_id=self.attempt_id,
+            session_id=self.session_id,
+            actor_id=self.who.user_id,
+            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
+        )
+        if previous is not None:
+            await self.rt.integrity.observed(
+                type_=ev.SUPERSEDED,
+                candidate_id=self.who.user_id,
+                attempt_id=self.attempt_id,
+                session_id=self.session_id,
+                payload=common | {"superseded_connection_id": previous},
+            )
+
     async def on_close(self) -> None:
         if self.is_proctor:
             return
@@ -200,29 +228,18 @@ class SessionConnection(LiveConnection):
                     self.who, attempt_id, message.data.position
                 )
                 await self.send(p.Question(re=re, data=current))
-            case sp.TabViolation() | sp.TextHighlighted() | sp.IntegrityEvent():
+            case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
                 await self._student_only()
-                payload = message.data.model_dump(exclude={"client_time", "client_event_id"})
-                event = await self.rt.group_sessions.record_event(
-                    self.who,
-                    self.session_id,
-                    message.type,
-                    payload,
-                    _client_time(message.data.client_time),
-                    message.data.client_event_id,
+                (recorded,) = await self.rt.integrity.record(
+                    self.who, [reported(message)], session_id=self.session_id
                 )
-                await self.send(
-                    sp.EventRecorded(
-                        re=re,
-                        data=sp.EventRecordedData(
-                            type=message.type,
-                            event_id=event["event_id"],
-                            count=event["count"],
-                            client_event_id=event["client_event_id"],
-                            duplicate=event["duplicate"],
-                        ),
-                    )
+                await self.send(p.EventRecorded(re=re, data=recorded_data(recorded)))
+            case p.IntegrityBatch():
+                await self._student_only()
+                acks = await self.rt.integrity.record(
+                    self.who, batch_of(message), session_id=self.session_id
                 )
+                await self.send(p.EventsRecorded(re=re, data=[recorded_data(a) for a in acks]))
 
     async def _student_only(self) -> None:
         if self.is_proctor:
@@ -299,12 +316,3 @@ class SessionConnection(LiveConnection):
             self.attempt_id = joined.attempt.id
             await self.subscribe(attempt_channel(str(joined.attempt.id)), self._listener("attempt"))
         await self._state_sync()
-
-
-def _client_time(value: float | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

@@ -110,3 +110,21 @@ class Conflict(DomainError):
     def __init__(self, code: str, message: str, **details: Any) -> None:
         self.code = code
         super().__init__(message, **details)
+
+
+class ReasonRequired(DomainError):
+    """Staff actions that change a candidate's outcome must say why (the audit trail)."""
+
+    code = "reason_required"
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"{action} changes a candidate's outcome: give a reason", action=action)
+
+
+class SebRequired(DomainError):
+    """The test may only be taken in Safe Exam Browser with a known key; `code` says which
+    check failed (`seb_required`, `seb_key_invalid`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)

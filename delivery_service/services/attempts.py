@@ -31,6 +31,7 @@ from delivery_service.domain.errors import (
     DeadlinePassed,
     Forbidden,
     NotFound,
+    ReasonRequired,
     UnknownItem,
     VersionConflict,
 )
@@ -55,15 +56,19 @@ from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
+from delivery_service.storage.ledger import Entry, Ledger, attempt_chain
 from delivery_service.storage.models import (
     Attempt,
-    AuditEntry,
     GroupSession,
     Item,
     ItemState,
     ResponseEvent,
     Test,
 )
+from integrity import chain as sealing
+from integrity import events as ev
+from integrity.events import Source
+from integrity.policy import policy_of
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +96,10 @@ class AttemptService:
         bus: Bus,
         items: ItemCache,
         grace: timedelta,
+        ledger: Ledger,
     ) -> None:
         self._sessions = sessions
+        self._ledger = ledger
         self._timers = timers
         self._bus = bus
         self._items = items
@@ -185,6 +192,10 @@ class AttemptService:
             attempt, now=now, time_limit_seconds=test.time_limit_seconds, fixed_deadline=deadline
         )
         await s.flush()
+        await self.log(
+            Loaded(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
+            payload={"deadline": iso(deadline)},
+        )  # fmt: skip
         attempt_id = str(attempt.id)
         after.append(lambda: self._timers.schedule(attempt_id, deadline, now))
         return attempt
@@ -219,6 +230,11 @@ class AttemptService:
         )
         s.add(attempt)
         await s.flush()
+        await self.log(
+            Loaded(s, attempt, test, now), ev.ATTEMPT_CREATED, "server",
+            payload={"test_id": str(test.id), "attempt_number": attempt.attempt_number,
+                     "form": attempt.form},
+        )  # fmt: skip
         return attempt
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
@@ -256,6 +272,11 @@ class AttemptService:
     async def start(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async def decide(x: Loaded) -> AttemptView:
             rules.start(x.attempt, now=x.now, time_limit_seconds=x.test.time_limit_seconds)
+            deadline = iso(x.attempt.deadline) if x.attempt.deadline else None
+            await self.log(
+                x, ev.ATTEMPT_STARTED, "candidate", actor=principal.user_id,
+                payload={"deadline": deadline},
+            )  # fmt: skip
             self._after_timer_change(x)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
 
@@ -299,6 +320,11 @@ class AttemptService:
                     )
                 overdue = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
                 if overdue:
+                    await self.log(
+                        loaded, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
+                        payload={"item_id": item_id, "client_seq": client_seq,
+                                 "connection_id": connection_id},
+                    )  # fmt: skip
                     completion = await self._finish(loaded, "expire")
                 else:
                     rules.require_writable(attempt, now=loaded.now, grace=self._grace)
@@ -362,7 +388,7 @@ class AttemptService:
         async def decide(x: Loaded) -> AttemptView:
             rules.pause(x.attempt, now=x.now, allowed=self._may_pause(principal, x))
             self._after_timer_change(x)
-            self._audit(x, principal, "attempt_paused", reason)
+            await self._act(x, principal, "attempt_paused", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
@@ -375,7 +401,7 @@ class AttemptService:
                 raise Forbidden("only a proctor can resume this attempt")
             rules.resume(x.attempt, now=x.now)
             self._after_timer_change(x)
-            self._audit(x, principal, "attempt_resumed", reason)
+            await self._act(x, principal, "attempt_resumed", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
@@ -390,7 +416,7 @@ class AttemptService:
 
     async def submit(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
         async def decide(x: Loaded) -> Completion:
-            return await self._finish(x, "submit")
+            return await self._finish(x, "submit", actor=principal)
 
         return await self._write(principal, attempt_id, "owner", decide)
 
@@ -400,8 +426,7 @@ class AttemptService:
         self, principal: Principal, attempt_id: uuid.UUID, *, reason: str
     ) -> Completion:
         async def decide(x: Loaded) -> Completion:
-            self._audit(x, principal, "attempt_terminated", reason)
-            return await self._finish(x, "terminate")
+            return await self._finish(x, "terminate", actor=principal, reason=reason)
 
         return await self._write(principal, attempt_id, "staff", decide)
 
@@ -414,9 +439,13 @@ class AttemptService:
         reason: str | None = None,
     ) -> Timer:
         async def decide(x: Loaded) -> Timer:
+            require_reason(principal, "time_extended", reason)
             rules.extend(x.attempt, seconds=seconds)
             self._after_timer_change(x)
-            self._audit(x, principal, "time_extended", reason, {"seconds": seconds})
+            deadline = iso(x.attempt.deadline) if x.attempt.deadline else None
+            await self._act(
+                x, principal, "time_extended", reason, {"seconds": seconds, "deadline": deadline}
+            )
             return self._timer(x.attempt, x.test, x.now)
 
         return await self._write(principal, attempt_id, "staff", decide)
@@ -430,6 +459,37 @@ class AttemptService:
         loaded = Loaded(s, attempt, test, now)
         await self._finish(loaded, "expire" if attempt.state == "in_progress" else "terminate")
         return loaded
+
+    async def enforce(
+        self, attempt_id: uuid.UUID, action: Literal["pause", "terminate"], *, reason: str
+    ) -> bool:
+        """The server acting on a violation rule: pause (a proctor resumes) or terminate.
+        Logged as the server's own act, with the rule's reason. False if nothing was running."""
+        loaded: Loaded | None = None
+        async with self._sessions() as s:
+            async with s.begin():
+                attempt = await s.scalar(
+                    select(Attempt)
+                    .where(Attempt.id == attempt_id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+                if attempt is None or attempt.state != "in_progress":
+                    return False
+                test = await s.get(Test, attempt.test_id)
+                if test is None:  # pragma: no cover - foreign key guarantees it
+                    raise NotFound("test", attempt.test_id)
+                loaded = Loaded(s, attempt, test, await db_now(s))
+                if rules.is_overdue(attempt, now=loaded.now, grace=self._grace):
+                    await self._finish(loaded, "expire")
+                elif action == "pause":
+                    rules.pause(attempt, now=loaded.now, allowed=True)
+                    self._after_timer_change(loaded)
+                    await self.log(loaded, "attempt_paused", "server", reason=reason)
+                else:
+                    await self._finish(loaded, "terminate", reason=reason)
+        await self._run_after(loaded)
+        return True
 
     async def run_after(self, loaded: Loaded) -> None:
         await self._run_after(loaded)
@@ -537,8 +597,17 @@ class AttemptService:
             raise NotFound("test", attempt.test_id)
         return Loaded(s, attempt, test, await db_now(s))
 
-    async def _finish(self, x: Loaded, event: str) -> Completion:
+    async def _finish(
+        self,
+        x: Loaded,
+        event: str,
+        *,
+        actor: Principal | None = None,
+        reason: str | None = None,
+    ) -> Completion:
         """Submit, expire or terminate: score what was saved, stamp the end, announce it."""
+        if event == "terminate" and actor is not None:
+            require_reason(actor, "attempt_terminated", reason)
         rules.finish(x.attempt, event=event, now=x.now)
         form = await self._form(x.session, x.attempt)
         states = await self._states(x.session, x.attempt.id)
@@ -552,6 +621,15 @@ class AttemptService:
             answered=sum(1 for st in states.values() if st.response is not None),
             total_items=len(x.attempt.form),
         )
+        source: Source = "server"
+        if actor is not None:
+            source = "staff" if actor.is_staff else "candidate"
+        await self.log(
+            x, f"attempt_{x.attempt.state}", source,
+            actor=actor.user_id if actor else None, reason=reason,
+            payload={"score": x.attempt.score, "max_score": x.attempt.max_score,
+                     "answered": completion.answered, "total_items": completion.total_items},
+        )  # fmt: skip
         attempt_id = str(x.attempt.id)
         x.after.append(lambda: self._timers.cancel(attempt_id))
         x.after.append(
@@ -593,29 +671,46 @@ class AttemptService:
         channel = proctor_channel(str(session_id))
         x.after.append(lambda: self._bus.publish(channel, type_, event))
 
-    @staticmethod
-    def _audit(
+    async def log(
+        self,
+        x: Loaded,
+        type_: str,
+        source: Source,
+        *,
+        actor: uuid.UUID | None = None,
+        payload: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Append to the attempt's ledger chain in the same transaction as the change."""
+        await self._ledger.append(
+            x.session,
+            Entry(
+                chain=attempt_chain(x.attempt.id),
+                type=type_,
+                source=source,
+                actor_id=actor,
+                candidate_id=x.attempt.user_id,
+                attempt_id=x.attempt.id,
+                session_id=x.attempt.session_id,
+                payload=payload or {},
+                reason=reason,
+            ),
+            x.now,
+        )
+
+    async def _act(
+        self,
         x: Loaded,
         principal: Principal,
         action: str,
         reason: str | None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        """Record a staff action in the same transaction as the change it describes."""
-        if not principal.is_staff:
-            return
-        x.session.add(
-            AuditEntry(
-                actor_id=principal.user_id,
-                action=action,
-                session_id=x.attempt.session_id,
-                attempt_id=x.attempt.id,
-                subject_id=x.attempt.user_id,
-                reason=reason,
-                details=details or {},
-                at=x.now,
-            )
-        )
+        """A pause, resume or extension: staff actions are the audit trail, and those that change
+        the outcome need a reason; a candidate pausing their own attempt is their event."""
+        require_reason(principal, action, reason)
+        source: Source = "staff" if principal.is_staff else "candidate"
+        await self.log(x, action, source, actor=principal.user_id, payload=details, reason=reason)
 
     async def _run_after(self, x: Loaded) -> None:
         for action in x.after:
@@ -649,6 +744,12 @@ class AttemptService:
             )
         )
         await x.session.flush()
+        await self.log(
+            x, ev.ANSWER_SAVED, "candidate", actor=principal.user_id,
+            payload={"item_id": item.identifier, "client_seq": client_seq, "applied": applied,
+                     "response_sha256": sealing.digest(normalized),
+                     "connection_id": connection_id},
+        )  # fmt: skip
         return AnswerAck(
             item_id=item.identifier,
             client_seq=client_seq,
@@ -757,6 +858,8 @@ class AttemptService:
             end_reason=attempt.end_reason,
             score=attempt.score if principal.is_staff else None,
             max_score=attempt.max_score if principal.is_staff else None,
+            lockdown=policy_of(test.lockdown).public(),
+            review=attempt.review if principal.is_staff else None,
             last_client_seq=int(
                 await s.scalar(
                     select(func.coalesce(func.max(ResponseEvent.client_seq), 0)).where(
@@ -766,6 +869,12 @@ class AttemptService:
                 or 0
             ),
         )
+
+
+def require_reason(principal: Principal, action: str, reason: str | None) -> None:
+    if principal.is_staff and action in ev.STAFF_ACTIONS_NEEDING_REASON:
+        if reason is None or not reason.strip():
+            raise ReasonRequired(action)
 
 
 async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID) -> None:

@@ -11,7 +11,9 @@ from delivery_service.domain.errors import Forbidden, NotFound
 from delivery_service.schemas import ItemOut, TestIn, TestOut
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
+from delivery_service.storage.ledger import Entry, Ledger
 from delivery_service.storage.models import Item, Test
+from integrity.policy import LockdownPolicy, policy_of
 
 
 class CatalogService:
@@ -23,6 +25,29 @@ class CatalogService:
             raise Forbidden("only teachers and admins create tests")
         async with self._sessions() as s, s.begin():
             test = await add_test(s, spec, created_by=principal.user_id)
+            return await self._out(s, test, principal)
+
+    async def set_lockdown(
+        self, principal: Principal, test_id: uuid.UUID, policy: LockdownPolicy, *, ledger: Ledger
+    ) -> TestOut:
+        """Change a test's lockdown policy; running attempts follow it from their next event.
+        Recorded in the audit trail like any staff action."""
+        if not principal.is_staff:
+            raise Forbidden("only teachers and admins change a test's lockdown")
+        async with self._sessions() as s, s.begin():
+            test = await s.get(Test, test_id, with_for_update=True)
+            if test is None:
+                raise NotFound("test", test_id)
+            before = policy_of(test.lockdown).public()
+            test.lockdown = policy.model_dump()
+            entry = Entry(
+                chain=f"test:{test.id}",
+                type="lockdown_changed",
+                source="staff",
+                actor_id=principal.user_id,
+                payload={"test_id": str(test.id), "before": before, "after": policy.public()},
+            )
+            await ledger.append(s, entry, await db_now(s))
             return await self._out(s, test, principal)
 
     async def list_tests(self, principal: Principal) -> list[TestOut]:
@@ -59,6 +84,7 @@ class CatalogService:
                 )
                 for r in rows
             ]
+        policy = policy_of(test.lockdown)
         return TestOut(
             id=test.id,
             title=test.title,
@@ -69,6 +95,7 @@ class CatalogService:
             item_count=int(count or 0),
             created_at=test.created_at,
             items=items,
+            lockdown=policy.model_dump() if principal.is_staff else policy.public(),
         )
 
 
@@ -81,6 +108,7 @@ async def add_test(s: AsyncSession, spec: TestIn, *, created_by: uuid.UUID) -> T
         navigation_mode=spec.navigation_mode,
         attempt_limit=spec.attempt_limit,
         allow_pause=spec.allow_pause,
+        lockdown=spec.lockdown.model_dump(),
         created_by=created_by,
         created_at=now,
     )

@@ -10,10 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain import attempts as attempt_rules
@@ -38,28 +37,27 @@ from delivery_service.schemas import (
 )
 from delivery_service.services.access import can_manage, class_for, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
-from delivery_service.services.attempts import AttemptService, Loaded
+from delivery_service.services.attempts import AttemptService, Loaded, require_reason
 from delivery_service.services.classes import user_out
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
+from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, session_chain
 from delivery_service.storage.models import (
     Attempt,
-    AuditEntry,
     Class,
     ClassStudent,
     ClassTeacher,
     GroupSession,
     Item,
     ItemState,
+    LedgerEvent,
     Participant,
     ResponseEvent,
-    SessionEvent,
     Test,
     User,
 )
 
 SESSION_MEMBER = "session:"
-MONITORED_EVENTS = frozenset({"tab_violation", "text_highlighted", "integrity_event"})
 
 
 @dataclass
@@ -87,7 +85,9 @@ class SessionService:
         timers: Timers,
         presence: Presence,
         grace: timedelta,
+        ledger: Ledger,
     ) -> None:
+        self._ledger = ledger
         self._sessions = sessions
         self._attempts = attempts
         self._bus = bus
@@ -219,7 +219,9 @@ class SessionService:
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 now = await db_now(s)
                 await self._finish_session(s, session, now, work)
-                s.add(self._audit_row(principal, "session_force_completed", session, now, reason))
+                await self._staff_action(
+                    s, principal, "session_force_completed", session, now, reason
+                )
                 await s.flush()
                 out = await self._out(s, session)
             await self._run(work)
@@ -233,7 +235,7 @@ class SessionService:
                 rules.session_transition(session, "cancel")
                 now = await db_now(s)
                 session.updated_at = now
-                s.add(self._audit_row(principal, "session_cancelled", session, now, None))
+                await self._staff_action(s, principal, "session_cancelled", session, now, None)
                 await s.flush()
                 out = await self._out(s, session)
             await self._broadcast_status(out, now, None)
@@ -249,9 +251,8 @@ class SessionService:
                     "session_in_progress", "a session in progress cannot be deleted; complete it"
                 )
             now = await db_now(s)
-            s.add(self._audit_row(principal, "session_deleted", session, now, None,
-                                  {"title": session.title, "state": session.state}))  # fmt: skip
-            await s.execute(delete(SessionEvent).where(SessionEvent.session_id == session_id))
+            await self._staff_action(s, principal, "session_deleted", session, now, None,
+                                     {"title": session.title, "state": session.state})  # fmt: skip
             await s.execute(delete(Participant).where(Participant.session_id == session_id))
             await s.delete(session)
 
@@ -382,96 +383,6 @@ class SessionService:
             },
         )
 
-    async def record_event(
-        self,
-        principal: Principal,
-        session_id: uuid.UUID,
-        type_: str,
-        payload: dict[str, Any],
-        client_time: datetime | None,
-        client_event_id: str | None = None,
-    ) -> dict[str, Any]:
-        """A monitoring event from a student: durable first, then to the proctor feed. An event
-        resent with the same client_event_id is stored once and acknowledged the same way."""
-        if type_ not in MONITORED_EVENTS:
-            raise ValueError(f"not a monitoring event: {type_}")
-        try:
-            return await self._record_event(
-                principal, session_id, type_, payload, client_time, client_event_id
-            )
-        except IntegrityError:  # the same event, resent concurrently: the retry finds it
-            return await self._record_event(
-                principal, session_id, type_, payload, client_time, client_event_id
-            )
-
-    async def _record_event(
-        self,
-        principal: Principal,
-        session_id: uuid.UUID,
-        type_: str,
-        payload: dict[str, Any],
-        client_time: datetime | None,
-        client_event_id: str | None,
-    ) -> dict[str, Any]:
-        async with self._sessions() as s:
-            async with s.begin():
-                session = await session_for(s, principal, session_id, manage=False)
-                prior = await self._prior_event(s, session_id, principal.user_id, client_event_id)
-                if prior is None:
-                    participant = await s.get(Participant, (session_id, principal.user_id))
-                    row = SessionEvent(
-                        session_id=session.id,
-                        user_id=principal.user_id,
-                        attempt_id=participant.attempt_id if participant else None,
-                        type=type_,
-                        payload=payload,
-                        client_event_id=client_event_id,
-                        client_time=client_time,
-                        received_at=await db_now(s),
-                    )
-                    s.add(row)
-                    await s.flush()
-                else:
-                    row = prior
-                count = await s.scalar(
-                    select(func.count()).where(
-                        SessionEvent.session_id == session_id,
-                        SessionEvent.user_id == principal.user_id,
-                        SessionEvent.type == row.type,
-                    )
-                )
-            event = row.payload | {
-                "event_id": row.id,
-                "student_id": str(principal.user_id),
-                "username": principal.username,
-                "attempt_id": str(row.attempt_id) if row.attempt_id else None,
-                "count": int(count or 0),
-                "client_time": iso(row.client_time) if row.client_time else None,
-                "client_event_id": row.client_event_id,
-                "duplicate": prior is not None,
-                "at": iso(row.received_at),
-            }
-            if prior is None:
-                await run_safely(
-                    self._bus.publish(proctor_channel(str(session_id)), row.type, event)
-                )
-            return event
-
-    @staticmethod
-    async def _prior_event(
-        s: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, client_event_id: str | None
-    ) -> SessionEvent | None:
-        if client_event_id is None:
-            return None
-        found: SessionEvent | None = await s.scalar(
-            select(SessionEvent).where(
-                SessionEvent.session_id == session_id,
-                SessionEvent.user_id == user_id,
-                SessionEvent.client_event_id == client_event_id,
-            )
-        )
-        return found
-
     # ---- proctor actions ------------------------------------------------------------------
 
     async def student_attempt(
@@ -527,13 +438,10 @@ class SessionService:
                         attempt_rules.extend(attempt, seconds=delta)
                         self._attempts.after_timer_change(loaded)
                         work.loaded.append(loaded)
-                s.add(
-                    self._audit_row(
-                        principal, "accommodation_set", session, now, spec.reason,
-                        {"extra_seconds": spec.extra_seconds,
-                         "time_multiplier": spec.time_multiplier},
-                        subject=student_id, attempt=participant.attempt_id,
-                    )
+                await self._staff_action(
+                    s, principal, "accommodation_set", session, now, spec.reason,
+                    {"extra_seconds": spec.extra_seconds, "time_multiplier": spec.time_multiplier},
+                    subject=student_id, attempt=participant.attempt_id,
                 )  # fmt: skip
                 await s.flush()
             await self._run(work)
@@ -567,11 +475,9 @@ class SessionService:
                 ):
                     raise NotFound("student", spec.student_id)
                 now = await db_now(s)
-                s.add(
-                    self._audit_row(
-                        principal, "notice_sent", session, now, None,
-                        {"message": spec.message}, subject=spec.student_id,
-                    )
+                await self._staff_action(
+                    s, principal, "notice_sent", session, now, None,
+                    {"message": spec.message}, subject=spec.student_id,
                 )  # fmt: skip
         data = {
             "message": spec.message,
@@ -636,14 +542,16 @@ class SessionService:
             last_event: dict[uuid.UUID, datetime] = {}
             for user_id, type_, n, last in await s.execute(
                 select(
-                    SessionEvent.user_id,
-                    SessionEvent.type,
+                    LedgerEvent.candidate_id,
+                    LedgerEvent.type,
                     func.count(),
-                    func.max(SessionEvent.received_at),
+                    func.max(LedgerEvent.server_time),
                 )
-                .where(SessionEvent.session_id == session_id)
-                .group_by(SessionEvent.user_id, SessionEvent.type)
+                .where(LedgerEvent.session_id == session_id, LedgerEvent.source == "candidate")
+                .group_by(LedgerEvent.candidate_id, LedgerEvent.type)
             ):
+                if user_id is None:  # pragma: no cover - candidate events always name one
+                    continue
                 counts[(user_id, type_)] = n
                 last_event[user_id] = max(last_event.get(user_id, last), last)
             last_answer = dict(
@@ -699,13 +607,28 @@ class SessionService:
             await session_for(s, principal, session_id, manage=True)
             participant = await s.get(Participant, (session_id, student_id))
             entries: list[TimelineEntry] = []
+            kinds: dict[str, Literal["event", "staff_action", "server"]] = {
+                "candidate": "event",
+                "staff": "staff_action",
+                "server": "server",
+            }
             for e in await s.scalars(
-                select(SessionEvent).where(
-                    SessionEvent.session_id == session_id, SessionEvent.user_id == student_id
+                select(LedgerEvent)
+                .where(
+                    LedgerEvent.session_id == session_id,
+                    LedgerEvent.candidate_id == student_id,
+                    LedgerEvent.type != "answer_saved",  # the answers come with their content
                 )
+                .order_by(LedgerEvent.id)
             ):
+                data = e.payload | ({"reason": e.reason} if e.source == "staff" else {})
                 entries.append(
-                    TimelineEntry(at=e.received_at, kind="event", type=e.type, data=e.payload)
+                    TimelineEntry(
+                        at=e.server_time,
+                        kind=kinds[e.source],
+                        type=e.type,
+                        data=data,
+                    )
                 )
             if participant is not None and participant.attempt_id is not None:
                 for r in await s.scalars(
@@ -724,39 +647,26 @@ class SessionService:
                             },
                         )  # fmt: skip
                     )
-            for entry in await s.scalars(
-                select(AuditEntry).where(
-                    AuditEntry.session_id == session_id, AuditEntry.subject_id == student_id
-                )
-            ):
-                entries.append(
-                    TimelineEntry(
-                        at=entry.at,
-                        kind="staff_action",
-                        type=entry.action,
-                        data=entry.details | {"reason": entry.reason},
-                    )
-                )
         return sorted(entries, key=lambda e: e.at)
 
     async def audit(self, principal: Principal, session_id: uuid.UUID) -> list[AuditOut]:
         async with self._sessions() as s:
             await session_for(s, principal, session_id, manage=True)
             rows = await s.execute(
-                select(AuditEntry, User)
-                .join(User, User.id == AuditEntry.actor_id)
-                .where(AuditEntry.session_id == session_id)
-                .order_by(AuditEntry.at, AuditEntry.id)
+                select(LedgerEvent, User)
+                .join(User, User.id == LedgerEvent.actor_id)
+                .where(LedgerEvent.session_id == session_id, LedgerEvent.source == "staff")
+                .order_by(LedgerEvent.server_time, LedgerEvent.id)
             )
             return [
                 AuditOut(
-                    at=entry.at,
+                    at=entry.server_time,
                     actor=user_out(actor),
-                    action=entry.action,
-                    student_id=entry.subject_id,
+                    action=entry.type,
+                    student_id=entry.candidate_id,
                     attempt_id=entry.attempt_id,
                     reason=entry.reason,
-                    details=entry.details,
+                    details=entry.payload,
                 )
                 for entry, actor in rows
             ]
@@ -893,8 +803,9 @@ class SessionService:
             raise NotFound("test", session.test_id)
         return test
 
-    @staticmethod
-    def _audit_row(
+    async def _staff_action(
+        self,
+        s: AsyncSession,
         principal: Principal,
         action: str,
         session: GroupSession,
@@ -904,17 +815,23 @@ class SessionService:
         *,
         subject: uuid.UUID | None = None,
         attempt: uuid.UUID | None = None,
-    ) -> AuditEntry:
-        return AuditEntry(
+    ) -> None:
+        """The audit trail, in the caller's transaction: on the attempt's chain when one
+        candidate's attempt is concerned, on the session's otherwise."""
+        require_reason(principal, action, reason)
+        chain = attempt_chain(attempt) if attempt else session_chain(session.id)
+        entry = Entry(
+            chain=chain,
+            type=action,
+            source="staff",
             actor_id=principal.user_id,
-            action=action,
-            session_id=session.id,
+            candidate_id=subject,
             attempt_id=attempt,
-            subject_id=subject,
+            session_id=session.id,
+            payload=details or {},
             reason=reason,
-            details=details or {},
-            at=now,
         )
+        await self._ledger.append(s, entry, now)
 
     @staticmethod
     async def _out(s: AsyncSession, session: GroupSession) -> SessionOut:

@@ -55,6 +55,8 @@ class Test(Base):
     navigation_mode: Mapped[str] = mapped_column(String(16))
     attempt_limit: Mapped[int] = mapped_column(Integer, default=1)
     allow_pause: Mapped[bool] = mapped_column(Boolean, default=True)
+    # integrity.policy.LockdownPolicy, validated on the way in; {} is "no lockdown".
+    lockdown: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
 
@@ -103,6 +105,8 @@ class Attempt(Base):
     end_reason: Mapped[str | None] = mapped_column(String(16))
     score: Mapped[float | None]
     max_score: Mapped[float | None]
+    # Violations that marked this attempt for review: [{rule, reason, incident_id, event_ids, at}].
+    review: Mapped[list[dict[str, Any]] | None] = mapped_column(PortableJSON)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -207,36 +211,48 @@ class Participant(Base):
     time_multiplier: Mapped[float] = mapped_column(default=1.0)
 
 
-class SessionEvent(Base):
-    """Durable monitoring events of a session (tab violations, highlights, …), append-only,
-    written before they are broadcast."""
+class LedgerEvent(Base):
+    """The integrity ledger: every integrity-relevant fact, append-only, one hash chain per
+    attempt (or per participant, user or session for what happens outside an attempt).
 
-    __tablename__ = "session_events"
-    # A client resending an event from its outbox names it the same way: stored once.
-    __table_args__ = (UniqueConstraint("session_id", "user_id", "client_event_id"),)
+    Rows are never updated or deleted (database triggers refuse it); `hash` seals the row's
+    content and the previous row's `hash` (integrity.chain). A client event carries the id the
+    app gave it, so a resend from the outbox is stored once.
+    """
+
+    __tablename__ = "ledger_events"
+    __table_args__ = (
+        UniqueConstraint("chain", "seq"),
+        UniqueConstraint("actor_id", "client_event_id"),
+        Index("ix_ledger_events_session_id_candidate_id", "session_id", "candidate_id"),
+        Index("ix_ledger_events_source_server_time", "source", "server_time"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id"), index=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    type: Mapped[str] = mapped_column(String(32))
+    chain: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    candidate_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    reason: Mapped[str | None] = mapped_column(String(1000))
     client_event_id: Mapped[str | None] = mapped_column(String(64))
     client_time: Mapped[datetime | None]
-    received_at: Mapped[datetime]
+    server_time: Mapped[datetime]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditEntry(Base):
-    """Who did what to whom, when and why: every staff action that changes a candidate's exam."""
+class LedgerHead(Base):
+    """The last link of each chain: appends lock it (one writer per chain at a time, across
+    workers), and verification compares it with the last row, so cutting events off the end of
+    a chain is caught too."""
 
-    __tablename__ = "audit_log"
+    __tablename__ = "ledger_heads"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(String(48))
-    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
-    attempt_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    reason: Mapped[str | None] = mapped_column(String(1000))
-    details: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
-    at: Mapped[datetime]
+    chain: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

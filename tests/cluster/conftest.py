@@ -106,6 +106,7 @@ async def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[
         "EXAMSERVER_REDIS_URL": redis_url,
         "EXAMSERVER_REDIS_PREFIX": f"c{uuid.uuid4().hex[:10]}:exam:v1",
         "EXAMSERVER_JWT_SECRET": TEST_SECRET,
+        "EXAMSERVER_LEDGER_KEY": TEST_SECRET + "-ledger",
         "EXAMSERVER_PASSWORD_HASH_COST": str(settings.password_hash_cost),
         "EXAMSERVER_SWEEP_INTERVAL_SECONDS": "0.1",
         "EXAMSERVER_GRACE_MS": "500",

@@ -108,7 +108,7 @@ async def test_an_event_on_one_worker_reaches_a_socket_on_the_other(cluster: Clu
     aid = await new_attempt(teacher, student)
     async with Socket.open(student.ws_url(aid, ticket=await student.ticket())) as ws:
         await hello(ws)
-        await teacher.post(f"/attempts/{aid}/extend", {"seconds": 120})
+        await teacher.post(f"/attempts/{aid}/extend", {"seconds": 120, "reason": "test"})
         event = await ws.until("timer")
         assert event["data"]["timer"]["remaining_ms"] > 700_000
         await teacher.post(f"/attempts/{aid}/terminate", {"reason": "left the room"})
@@ -137,7 +137,7 @@ async def test_with_both_workers_sweeping_each_attempt_expires_exactly_once(
         )
         attempts.append(attempt["id"])
     for aid in attempts:  # all due within the same moment
-        await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
+        await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599, "reason": "test"})
     for _ in range(100):
         async with cluster.sessions() as s:
             states = list(await s.scalars(select(Attempt.state)))
@@ -197,7 +197,7 @@ async def test_redis_losing_everything_mid_exam_changes_nothing_for_the_candidat
                 "submit_answer", {"item_id": "q2", "response": "A", "client_seq": 2}
             )
             assert ack["data"]["applied"] is True
-            await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
+            await teacher.post(f"/attempts/{aid}/extend", {"seconds": -599, "reason": "test"})
             completed = await new.until("assessment_completed", timeout=15)
             assert completed["data"]["reason"] == "expired"
             assert completed["data"]["answered"] == 2
@@ -214,7 +214,7 @@ async def test_timers_survive_every_worker_restarting_with_redis_emptied_meanwhi
     running = await new_attempt(teacher, student)
     due = await new_attempt(teacher, student, attempt_limit=1)
     before = await student.get(f"/attempts/{running}")
-    await teacher.post(f"/attempts/{due}/extend", {"seconds": -598})
+    await teacher.post(f"/attempts/{due}/extend", {"seconds": -598, "reason": "test"})
     await teacher.close()
     await student.close()
 

@@ -214,7 +214,7 @@ async def test_a_proctors_extension_reaches_the_candidate_at_once(world: World) 
     aid = await world.started_attempt()
     async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
         before = (await greeted(ws))["timer"]["data"]["timer"]  # type: ignore[index]
-        await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": 300})
+        await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": 300, "reason": "test"})
         event = await ws.until("timer")
         assert event["seq"]
         assert event["data"]["timer"]["remaining_ms"] > before["remaining_ms"] + 290_000
@@ -224,7 +224,7 @@ async def test_expiry_is_pushed_and_a_reconnect_after_it_replays_the_event(world
     aid = await world.started_attempt()
     async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
         await greeted(ws)
-        await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
+        await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -599, "reason": "test"})
         timer = await ws.until("timer")
         completed = await ws.until("assessment_completed", timeout=10)
         assert completed["data"]["reason"] == "expired"

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from delivery_service.storage.models import AuditEntry, SessionEvent
+from delivery_service.storage.models import LedgerEvent
+from integrity.events import CANDIDATE_KINDS as SENSORS
 from tests.integration.conftest import World
 from tests.support import Api, Socket
 
@@ -91,7 +92,7 @@ async def test_a_class_cannot_be_archived_while_its_session_runs(world: World) -
         refused = await world.teacher.http.delete(f"/classes/{cid}")
         assert refused.status_code == 409
         assert refused.json()["error"]["code"] == "session_in_progress"
-    await world.teacher.post(f"/sessions/{sid}/complete")
+    await world.teacher.post(f"/sessions/{sid}/complete", {"reason": "test"})
     archived = await world.teacher.http.delete(f"/classes/{cid}")
     assert archived.json()["state"] == "archived"
     closed = await world.teacher.post(
@@ -273,7 +274,10 @@ async def test_the_proctor_sees_the_session_live(world: World) -> None:
         assert left["data"]["connected_count"] == 0
 
     async with world.sessions() as s:
-        events = [(e.type, e.attempt_id is not None) for e in await s.scalars(select(SessionEvent))]
+        events = [
+            (e.type, e.attempt_id is not None)
+            for e in await s.scalars(select(LedgerEvent).where(LedgerEvent.type.in_(SENSORS)))
+        ]
     assert sorted(events) == [("tab_violation", True), ("text_highlighted", True)]
     grid = await world.teacher.get(f"/sessions/{sid}/participants")
     me = next(r for r in grid if r["student"]["username"] == "student1")
@@ -287,7 +291,13 @@ async def test_the_proctor_sees_the_session_live(world: World) -> None:
     timeline = await world.teacher.get(
         f"/sessions/{sid}/participants/{me['student']['id']}/timeline"
     )
-    assert [t["type"] for t in timeline] == ["answer_saved", "tab_violation", "text_highlighted"]
+    assert [t["type"] for t in timeline if t["kind"] in ("answer", "event")] == [
+        "answer_saved",
+        "tab_violation",
+        "text_highlighted",
+    ]
+    server = [t["type"] for t in timeline if t["kind"] == "server"]
+    assert server[:3] == ["connection_opened", "attempt_created", "attempt_started"]
 
 
 async def test_a_late_joiner_gets_less_time_but_keeps_their_accommodation(world: World) -> None:
@@ -375,7 +385,8 @@ async def test_proctor_actions_reach_the_student_and_are_audited(world: World) -
         ("attempt_terminated", "phone on desk", "teacher"),
     ]
     async with world.sessions() as s:
-        assert len(list(await s.scalars(select(AuditEntry)))) == 6
+        staff = await s.scalars(select(LedgerEvent).where(LedgerEvent.source == "staff"))
+        assert len(list(staff)) == 6
 
 
 async def test_an_accommodation_during_the_exam_moves_only_that_deadline(world: World) -> None:
@@ -506,6 +517,7 @@ async def test_a_proctor_who_reconnects_gets_exactly_what_they_missed(world: Wor
                 ("proctor", "answer_submitted"),
                 ("proctor", "answer_submitted"),
                 ("proctor", "tab_violation"),
+                ("proctor", "integrity_alert"),
             ]
         async with await session_socket(world.teacher, sid, last_event_id="proctor:gone:9") as old:
             assert (await old.until("connected"))["data"]["recovered"] is False
@@ -535,5 +547,6 @@ async def test_monitoring_events_resent_with_the_same_id_are_stored_once(world: 
             relayed.append(await proctor.until("integrity_event"))
         assert [m["data"]["kind"] for m in relayed] == ["copy", "paste"]
     async with world.sessions() as s:
-        stored = [(e.type, e.client_event_id) for e in await s.scalars(select(SessionEvent))]
-    assert sorted(stored) == [("integrity_event", "e-17"), ("integrity_event", "e-18")]
+        rows = await s.scalars(select(LedgerEvent).where(LedgerEvent.type.in_(SENSORS)))
+        stored = [(e.type, e.client_event_id) for e in rows]
+    assert sorted(stored) == [("copy", "e-17"), ("paste", "e-18")]

@@ -90,6 +90,7 @@ def test_migrate_and_seed_demo_load_any_database_and_can_run_twice(
     env = {
         "EXAMSERVER_DATABASE_URL": url,
         "EXAMSERVER_JWT_SECRET": TEST_SECRET,
+        "EXAMSERVER_LEDGER_KEY": TEST_SECRET + "-ledger",
         "EXAMSERVER_PASSWORD_HASH_COST": "256",
     }
     migrated = examserver("migrate", env=env)

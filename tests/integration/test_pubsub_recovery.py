@@ -32,7 +32,9 @@ async def test_a_killed_pubsub_connection_is_replaced_and_sockets_resync(world: 
         assert resync["data"]["id"] == aid
         # Subscribed again: a live event still reaches the socket.
         await ws.until("timer")  # the resync's own timer
-        extended = await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": 60})
+        extended = await world.teacher.post(
+            f"/attempts/{aid}/extend", {"seconds": 60, "reason": "test"}
+        )
         event = await ws.until("timer", timeout=10)
         assert event["seq"], "a live bus event, not another resync"
         assert event["data"]["timer"]["deadline"] == extended["deadline"]

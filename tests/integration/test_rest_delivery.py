@@ -170,7 +170,7 @@ async def test_an_answer_after_deadline_and_grace_is_refused_and_the_attempt_exp
     await world.student.post(
         f"/attempts/{aid}/answers", {"item_id": "q1", "response": "B", "client_seq": 1}
     )
-    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -600})
+    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -600, "reason": "test"})
     await asyncio.sleep(world.settings.grace_ms / 1000 + 0.2)
     refused = await world.student.post(
         f"/attempts/{aid}/answers", {"item_id": "q2", "response": "B", "client_seq": 2}, expect=409
@@ -184,7 +184,7 @@ async def test_an_answer_after_deadline_and_grace_is_refused_and_the_attempt_exp
 
 async def test_the_sweeper_expires_an_attempt_nobody_touches(world: World) -> None:
     aid = await world.started_attempt()
-    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -599})
+    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -599, "reason": "test"})
     for _ in range(60):
         state = await world.student.get(f"/attempts/{aid}")
         if state["state"] == "expired":

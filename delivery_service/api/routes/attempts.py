@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, StrictBool
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
@@ -24,7 +24,22 @@ from delivery_service.schemas import (
     Timer,
 )
 
-router = APIRouter(prefix="/attempts", tags=["attempts"])
+
+async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> None:
+    """A test that requires Safe Exam Browser refuses a candidate's request without its proof."""
+    raw = request.path_params.get("attempt_id")
+    if raw is None:
+        return
+    try:
+        attempt_id = uuid.UUID(str(raw))
+    except ValueError:
+        return  # the route answers the validation error
+    await runtime.integrity.require_seb(
+        user, url=str(request.url), headers=request.headers, attempt_id=attempt_id
+    )
+
+
+router = APIRouter(prefix="/attempts", tags=["attempts"], dependencies=[Depends(seb_guard)])
 
 
 class AttemptIn(StrictModel):
@@ -50,9 +65,16 @@ class FlagIn(StrictModel):
 
 @router.post("", response_model=AttemptView, status_code=201)
 async def create_attempt(
-    body: AttemptIn, user: CurrentUser, runtime: RuntimeDep, response: Response
+    body: AttemptIn,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
 ) -> AttemptView:
     """Create the caller's next attempt; if one is still open it is returned with 200."""
+    await runtime.integrity.require_seb(
+        user, url=str(request.url), headers=request.headers, test_id=body.test_id
+    )
     view, created = await runtime.attempts.create(user, body.test_id)
     if not created:
         response.status_code = 200

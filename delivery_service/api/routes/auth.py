@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import StrictModel, UserOut
+from integrity import events as ev
 
 router = APIRouter(tags=["auth"])
 
@@ -40,8 +41,18 @@ class TicketOut(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoginOut)
-async def login(body: LoginIn, runtime: RuntimeDep) -> LoginOut:
+async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOut:
     token, principal = await runtime.accounts.login(body.username, body.password)
+    await runtime.integrity.observed(
+        type_=ev.LOGIN,
+        candidate_id=principal.user_id,
+        actor_id=principal.user_id,
+        payload={
+            "role": principal.role,
+            "client": request.client.host if request.client else None,
+            "user_agent": request.headers.get("user-agent", "")[:200],
+        },
+    )
     return LoginOut(
         access_token=token,
         expires_in=runtime.tokens.ttl_seconds,
@@ -56,13 +67,34 @@ async def me(user: CurrentUser) -> UserOut:
 
 @router.post("/ws-tickets", response_model=TicketOut, status_code=201)
 async def issue_ticket(
-    user: CurrentUser, runtime: RuntimeDep, body: TicketIn | None = None
+    user: CurrentUser, runtime: RuntimeDep, request: Request, body: TicketIn | None = None
 ) -> TicketOut:
-    """A single-use ticket for a WebSocket handshake (`?ticket=…`), valid for a few seconds."""
+    """A single-use ticket for a WebSocket handshake (`?ticket=…`), valid for a few seconds.
+    A ticket bound to an attempt or session of a test that requires Safe Exam Browser is only
+    issued to a request that proves it, and carries that proof to the handshake."""
     claims = user.claims()
-    if body is not None and body.attempt_id is not None:
-        claims["attempt_id"] = str(body.attempt_id)
-    if body is not None and body.session_id is not None:
-        claims["session_id"] = str(body.session_id)
+    attempt_id = body.attempt_id if body else None
+    session_id = body.session_id if body else None
+    if attempt_id is not None:
+        claims["attempt_id"] = str(attempt_id)
+    if session_id is not None:
+        claims["session_id"] = str(session_id)
+    if attempt_id is not None or session_id is not None:
+        if await runtime.integrity.require_seb(
+            user,
+            url=str(request.url),
+            headers=request.headers,
+            attempt_id=attempt_id,
+            session_id=session_id,
+        ):
+            claims["seb"] = True
+        if not user.is_staff:
+            await runtime.integrity.observed(
+                type_=ev.TICKET_ISSUED,
+                candidate_id=user.user_id,
+                actor_id=user.user_id,
+                attempt_id=attempt_id,
+                session_id=session_id,
+            )
     ticket = await runtime.tickets.issue(claims)
     return TicketOut(ticket=ticket, expires_in=runtime.tickets.ttl_seconds)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import TestIn, TestOut
+from integrity.policy import LockdownPolicy
 
 router = APIRouter(prefix="/tests", tags=["tests"])
 
@@ -25,3 +26,11 @@ async def list_tests(user: CurrentUser, runtime: RuntimeDep) -> list[TestOut]:
 @router.get("/{test_id}", response_model=TestOut)
 async def get_test(test_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> TestOut:
     return await runtime.catalog.get(user, test_id)
+
+
+@router.put("/{test_id}/lockdown", response_model=TestOut)
+async def set_lockdown(
+    test_id: uuid.UUID, body: LockdownPolicy, user: CurrentUser, runtime: RuntimeDep
+) -> TestOut:
+    """Staff: replace the test's lockdown policy (recorded in the audit trail)."""
+    return await runtime.catalog.set_lockdown(user, test_id, body, ledger=runtime.ledger)
