@@ -317,6 +317,7 @@ class ParticipantView(BaseModel):
     remaining_ms: int | None
     violations: int
     highlights: int
+    marked_for_review: bool = Field(False, description="a violation rule flagged the attempt")
     last_activity: UtcTime | None
     extra_seconds: int
     time_multiplier: float

@@ -591,6 +591,7 @@ class SessionService:
                     remaining_ms=remaining,
                     violations=counts.get((user.id, "tab_violation"), 0),
                     highlights=counts.get((user.id, "text_highlighted"), 0),
+                    marked_for_review=bool(a is not None and a.review),
                     last_activity=max(moments) if moments else None,
                     extra_seconds=p.extra_seconds if p else 0,
                     time_multiplier=p.time_multiplier if p else 1.0,

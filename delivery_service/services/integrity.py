@@ -667,6 +667,7 @@ def _event_out(row: LedgerEvent, names: dict[uuid.UUID, str] | None = None) -> d
         "payload": row.payload,
         "reason": row.reason,
         "client_event_id": row.client_event_id,
+        "prev_hash": row.prev_hash,
         "hash": row.hash,
     }
 

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.embedded import Served, running_server
-from delivery_service.storage.models import Attempt, ResponseEvent, SessionEvent
+from delivery_service.storage.models import Attempt, LedgerEvent, ResponseEvent
+from integrity.events import CANDIDATE_KINDS
 from tests.conftest import make_settings
 from tests.support import PASSWORD, Api, add_user, sample_test
 
@@ -283,11 +284,17 @@ async def test_the_waiting_room_opens_the_exam_by_itself(
     await page.locator("#prompt").select_text()
     for _ in range(50):
         async with sessions() as s:
-            stored = list(await s.scalars(select(SessionEvent).order_by(SessionEvent.id)))
+            stored = list(
+                await s.scalars(
+                    select(LedgerEvent)
+                    .where(LedgerEvent.type.in_(CANDIDATE_KINDS))
+                    .order_by(LedgerEvent.id)
+                )
+            )
         if any(e.type == "text_highlighted" for e in stored):
             break
         await page.wait_for_timeout(100)
-    kinds = [e.payload.get("kind", e.type) for e in stored]
+    kinds = [e.type for e in stored]
     # Exactly these, once each: a listener registered twice would double them.
     assert kinds == [
         "tab_hidden",
@@ -368,3 +375,58 @@ async def test_the_exam_fits_at_200_percent_zoom_and_on_a_phone(
         await shot(page, f"10-{name}")
     finally:
         await ctx.close()
+
+
+async def test_a_locked_down_self_paced_exam_prompts_blocks_reports_and_flags(
+    context: BrowserContext, served: Served, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    teacher = await Api.login(served.url, "teacher")
+    lockdown = {"require_fullscreen": True, "forbid_copy_paste": True,
+                "allowed_tab_switches": 0, "on_exceed": "flag"}  # fmt: skip
+    await teacher.post("/tests", sample_test(title="Locked", lockdown=lockdown), expect=201)
+    page = await context.new_page()
+    problems = watch(page)
+    await page.goto(served.url + "/")
+    await page.fill("input[name=username]", "student1")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.click("#tests button >> text=Locked")
+    await expect(page.locator("#item-title")).to_have_text("Question 1 of 4")
+    await expect(page.locator("#fullscreen-prompt")).to_be_visible()
+    await shot(page, "09-fullscreen-required")
+
+    blocked = await page.evaluate(
+        """() => {
+            const event = new ClipboardEvent("paste", { bubbles: true, cancelable: true });
+            document.querySelector("#prompt").dispatchEvent(event);
+            return event.defaultPrevented;
+        }"""
+    )
+    assert blocked is True
+    for hidden in ("true", "false"):
+        script = """() => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => HIDDEN });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+        await page.evaluate(script.replace("HIDDEN", hidden))
+        await page.wait_for_timeout(200)
+    await expect(page.locator("#warning")).to_contain_text(
+        "Integrity warning: you left the exam 1 times (allowed 0)", timeout=10_000
+    )
+    await expect(page.locator("#warning")).to_contain_text("marked for review")
+    await shot(page, "10-integrity-warning")
+
+    async with sessions() as s:
+        attempt = await s.scalar(select(Attempt))
+        assert attempt is not None
+        rows = await s.scalars(
+            select(LedgerEvent)
+            .where(LedgerEvent.attempt_id == attempt.id, LedgerEvent.type.in_(CANDIDATE_KINDS))
+            .order_by(LedgerEvent.seq)
+        )
+        kinds = [r.type for r in rows]
+    # Self-paced sensors go over the attempt socket, batched, each event stored once.
+    assert kinds == ["paste", "tab_hidden", "tab_visible", "tab_violation"]
+    assert [r["rule"] for r in attempt.review or []] == ["copy_paste", "tab_switch_limit"]
+    await teacher.close()
+    assert problems == []

@@ -82,6 +82,10 @@ async def test_the_console_shows_students_live_and_applies_an_extension(
             await expect(cells.nth(6)).to_have_text("1")
             await expect(cells.nth(7)).to_have_text("1")
             await expect(page.locator("#feed")).to_contain_text("Berlin Wall")
+            # The tab switch is one incident line, with a link to the attempt's report.
+            await expect(page.locator("#feed li.serious, #feed li")).to_contain_text(
+                ["student1: tab violation, away 6 s"]
+            )
 
             await (await row(page, "student1")).click()  # type: ignore[attr-defined]
             await expect(page.locator("#detail-title")).to_have_text("student1")
@@ -101,6 +105,14 @@ async def test_the_console_shows_students_live_and_applies_an_extension(
             gap = clock_seconds(await mine.inner_text()) - clock_seconds(await theirs.inner_text())
             assert 295 <= gap <= 301, gap
         await expect(await row(page, "student1")).to_contain_text("offline")
+
+        # The integrity report of student1's attempt, as staff read it for an appeal.
+        await page.click("#report-link")
+        await expect(page.locator("#verdict")).to_contain_text("Ledger verified")
+        await expect(page.locator("#events")).to_contain_text("time extended")
+        await expect(page.locator("#events")).to_contain_text("reason: fire alarm")
+        await expect(page.locator("#incidents")).to_contain_text("tab violation ×1")
+        await page.screenshot(path=".artifacts/screenshots/20-integrity-report.png", full_page=True)
         assert problems == []
         for api in (teacher, *students):
             await api.close()

@@ -111,8 +111,9 @@ async def test_a_row_changed_in_sql_is_refused_and_if_forced_is_caught(world: Wo
                 await s.execute(text("DROP TRIGGER ledger_events_no_update"))
             await s.execute(
                 text(
-                    f"UPDATE ledger_events SET payload = {'CAST(:p AS JSONB)' if postgres else ':p'}"
-                    " WHERE chain = :c AND seq = 4"
+                    "UPDATE ledger_events SET payload = "
+                    + ("CAST(:p AS JSONB)" if postgres else ":p")
+                    + " WHERE chain = :c AND seq = 4"
                 ).bindparams(p='{"item_id": "q1", "client_seq": 2, "applied": true}',
                              c=f"attempt:{aid}")
             )  # fmt: skip

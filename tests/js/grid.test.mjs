@@ -26,7 +26,28 @@ test("events update only the rows they concern", () => {
   assert.equal(changed.connected, true);
   assert.equal(changed.answered, 2);
   assert.equal(changed.violations, 3);
-  assert.match(grid.feed[0].message, /student1: tab violation \(4 s\)/);
+  assert.equal(grid.feed[0].message, "student1 joined");  // the violation waits for its incident
+});
+
+test("an incident that grows stays one line in the feed", () => {
+  const grid = new Grid();
+  grid.load([row("a", "student1")]);
+  const alert = (kinds, violations, at) => ({
+    type: "integrity_alert",
+    data: { student_id: "a", attempt_id: "x", incident_id: 7, kinds, longest_absence_ms: 30000,
+            violations, marked_for_review: violations.length > 0, last_at: at },
+  });
+  grid.apply(alert({ fullscreen_exit: 1 }, [], "2026-11-22T09:00:00Z"));
+  grid.apply({ type: "notice", data: { message: "10 minutes left", at: "2026-11-22T09:00:10Z" } });
+  grid.apply(alert({ fullscreen_exit: 1, tab_hidden: 1, tab_visible: 1 },
+    [{ rule: "tab_switch_limit", action: "flag", reason: "left the exam 1 times (allowed 0)" }],
+    "2026-11-22T09:00:30Z"));
+  assert.equal(grid.feed.length, 2);
+  assert.equal(grid.feed[0].message,
+    "student1: fullscreen exit, tab hidden, tab visible, away 30 s — left the exam 1 times (allowed 0) → flag");
+  assert.equal(grid.feed[0].serious, true);
+  assert.equal(grid.feed[0].attemptId, "x");
+  assert.equal(grid.rows.get("a").marked_for_review, true);
 });
 
 test("the start assigns attempts and deadlines", () => {
@@ -51,9 +72,10 @@ test("clock format", () => {
   assert.equal(formatClock(null), "—");
 });
 
-test("integrity events are noted in the activity feed", () => {
+test("raw integrity events touch the row, not the feed: their incident is the feed line", () => {
   const grid = new Grid();
   grid.load([row("a", "student1")]);
-  grid.apply({ type: "integrity_event", data: { student_id: "a", kind: "keyboard_shortcut", detail: "Ctrl+C" } });
-  assert.equal(grid.feed[0].message, "student1: keyboard shortcut (Ctrl+C)");
+  grid.apply({ type: "integrity_event", data: { student_id: "a", kind: "keyboard_shortcut", at: "2026-11-22T09:00:00Z" } });
+  assert.equal(grid.feed.length, 0);
+  assert.equal(grid.rows.get("a").last_activity, "2026-11-22T09:00:00Z");
 });

@@ -3,6 +3,7 @@
 import { Api } from "/static/lib/api.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
+import { EventBatcher } from "/static/lib/event_batcher.js";
 import { Outbox } from "/static/lib/outbox.js";
 import { Sensors, suspiciousShortcut } from "/static/lib/sensors.js";
 
@@ -11,7 +12,8 @@ const $ = (selector) => document.querySelector(selector);
 let client = null;
 let session = null;
 let sensors = null;
-let eventBox = null;
+let sessionEvents = null;
+let lockdown = {};
 let state = null;
 let current = null;
 const warned = new Set();
@@ -95,14 +97,12 @@ function joinSession(sessionId) {
   show("waiting");
   $("#waiting-text").textContent = "Connecting…";
   session?.stop();
-  // Integrity sensors report over the session socket, through a durable outbox like answers.
-  eventBox = new Outbox(`session-${sessionId}`, globalThis.localStorage);
-  sensors = new Sensors({
-    emit: (type, data) => {
-      eventBox.event(type, data);
-      session?.send(type, data);
-    },
+  // Integrity sensors report over the session socket, batched, through a durable outbox.
+  sessionEvents = new EventBatcher({
+    outbox: new Outbox(`session-${sessionId}`, globalThis.localStorage),
+    send: (type, data) => session?.send(type, data),
   });
+  sensors = new Sensors({ emit: (type, data) => sessionEvents.add(type, data) });
   session = new LiveSocket({
     api,
     path: `/api/v1/sessions/${sessionId}/ws`,
@@ -110,9 +110,13 @@ function joinSession(sessionId) {
     onMessage: (message) => {
       const d = message.data ?? {};
       if (message.type === "connected") {
-        for (const entry of eventBox.pending()) session.send(entry.type, entry.data);
+        sessionEvents.reconnected();
+      } else if (message.type === "events_recorded") {
+        sessionEvents.ack(d);
       } else if (message.type === "event_recorded") {
-        eventBox.ackEvent(d.client_event_id);
+        sessionEvents.ack([d]);
+      } else if (message.type === "integrity_warning") {
+        warn(d);
       } else if (message.type === "state_sync_response") {
         showStatus("online");
         if (d.attempt && !client) return openAttempt(d.attempt.id, sessionId);
@@ -148,14 +152,35 @@ function openAttempt(attemptId, sessionId = null) {
     api, attemptId, storage: globalThis.localStorage,
     on: {
       status: showStatus,
-      state: (s) => { state = s; if (s.state === "not_started") client.send("start_assessment"); else enter(); },
+      state: (s) => { state = s; applyLockdown(s.lockdown); if (s.state === "not_started") client.send("start_assessment"); else enter(); },
       saved: (_, pending) => ($("#saved").textContent = pending ? `${pending} answer(s) waiting to be sent` : "All answers saved"),
       timer: (t) => { if (state && t.timer) { state.timer = t.timer; state.state = t.state ?? state.state; } },
       error: (e) => ($("#saved").textContent = e.message),
       message: handle,
     },
   });
+  // A self-paced attempt reports its sensors over its own socket; in a session the session
+  // socket already does.
+  if (!sessionId) sensors = new Sensors({ emit: (type, data) => client.event(type, data) });
   client.connect();
+}
+
+// The test's lockdown policy, as far as a web page can apply it (the server counts and acts).
+function applyLockdown(policy) {
+  lockdown = policy ?? {};
+  showFullscreenPrompt();
+}
+
+function showFullscreenPrompt() {
+  const needed = Boolean(lockdown.require_fullscreen) && !document.fullscreenElement
+    && state?.state === "in_progress";
+  $("#fullscreen-prompt").hidden = !needed;
+}
+
+function warn(w) {
+  const what = { warn: "", flag: " Your exam has been marked for review.",
+    pause: " Your exam is paused until the proctor resumes it.", terminate: "" }[w.action] ?? "";
+  $("#warning").textContent = `Integrity warning: you ${w.reason}.${what}`;
 }
 
 function showStatus(status) {
@@ -178,11 +203,13 @@ function handle(message) {
     renderItem();
   }
   if (message.type === "assessment_completed") finish(message.data.reason);
+  if (message.type === "integrity_warning") warn(message.data);
 }
 
 function enter() {
   if (["submitted", "expired", "terminated"].includes(state.state)) return finish(state.end_reason);
   show("exam");
+  showFullscreenPrompt();
   client.send("get_question");
   renderMap();
 }
@@ -280,6 +307,8 @@ function review() {
 }
 
 function finish(reason) {
+  sensors = null;
+  $("#fullscreen-prompt").hidden = true;
   client?.stop();
   session?.stop();
   show("done");
@@ -312,11 +341,28 @@ setInterval(() => {
 document.addEventListener("visibilitychange", () => sensors?.visibility(document.hidden));
 window.addEventListener("blur", () => sensors?.focus(false));
 window.addEventListener("focus", () => sensors?.focus(true));
-document.addEventListener("fullscreenchange", () => sensors?.fullscreen(Boolean(document.fullscreenElement)));
+document.addEventListener("fullscreenchange", () => {
+  sensors?.fullscreen(Boolean(document.fullscreenElement));
+  showFullscreenPrompt();
+});
+$("#enter-fullscreen").addEventListener("click", () => {
+  document.documentElement.requestFullscreen?.().catch(() => {
+    $("#warning").textContent = "This browser refused fullscreen; tell your proctor.";
+  });
+});
 window.addEventListener("online", () => sensors?.network(true));
 window.addEventListener("offline", () => sensors?.network(false));
-for (const kind of ["copy", "cut", "paste"]) document.addEventListener(kind, () => sensors?.clipboard(kind));
-document.addEventListener("contextmenu", () => sensors?.contextMenu());
+// Reported always; blocked when the test forbids it (the server flags the attempt either way).
+for (const kind of ["copy", "cut", "paste"]) {
+  document.addEventListener(kind, (event) => {
+    sensors?.clipboard(kind);
+    if (sensors && lockdown.forbid_copy_paste) event.preventDefault();
+  });
+}
+document.addEventListener("contextmenu", (event) => {
+  sensors?.contextMenu();
+  if (sensors && lockdown.forbid_copy_paste) event.preventDefault();
+});
 document.addEventListener("keydown", (event) => {
   const shortcut = suspiciousShortcut(event);
   if (shortcut) sensors?.shortcut(shortcut);

@@ -173,12 +173,12 @@ function render() {
     cells[2].textContent = row.state ?? "not started";
     cells[3].textContent = row.position === null || row.position === undefined ? "—" : `${row.position + 1}`;
     cells[4].textContent = `${row.answered}/${row.total_items}`;
-    cells[6].textContent = row.violations;
     cells[7].textContent = row.highlights;
     cells[8].textContent = row.last_activity ? new Date(row.last_activity).toLocaleTimeString() : "—";
     cells[9].textContent = row.time_multiplier !== 1 || row.extra_seconds
       ? `×${row.time_multiplier} +${row.extra_seconds}s` : "";
-    tr.classList.toggle("alert", row.violations > 0);
+    tr.classList.toggle("alert", row.violations > 0 || Boolean(row.marked_for_review));
+    cells[6].textContent = row.marked_for_review ? `${row.violations} ⚑` : row.violations;
     tr.setAttribute("aria-selected", String(row.student.id === selected));
     showTime(row, Date.now() + offsetMs);
   }
@@ -186,7 +186,14 @@ function render() {
     shownFeedHead = grid.feed[0];
     $("#feed").replaceChildren(...grid.feed.slice(0, 50).map((entry) => {
       const li = document.createElement("li");
-      li.textContent = `${entry.at ? new Date(entry.at).toLocaleTimeString() : ""} ${entry.message}`;
+      li.textContent = `${entry.at ? new Date(entry.at).toLocaleTimeString() : ""} ${entry.message} `;
+      if (entry.serious) li.className = "serious";
+      if (entry.attemptId) {
+        const link = document.createElement("a");
+        link.href = `/console/report.html?attempt=${entry.attemptId}`;
+        link.textContent = "report";
+        li.append(link);
+      }
       return li;
     }));
   }
@@ -220,6 +227,9 @@ function select(id) {
   const row = grid.rows.get(id);
   $("#detail").hidden = false;
   $("#detail-title").textContent = row.student.username;
+  const report = $("#report-link");
+  report.hidden = !row.attempt_id;
+  if (row.attempt_id) report.href = `/console/report.html?attempt=${row.attempt_id}`;
   for (const tr of rows.values()) tr.setAttribute("aria-selected", String(tr.dataset.student === id));
   loadTimeline();
 }

@@ -24,8 +24,11 @@ export class Grid {
     this.dirty.add(studentId);
   }
 
-  note(message, at) {
-    this.feed.unshift({ message, at });
+  // A keyed note replaces the earlier note with the same key (an incident that grows stays one
+  // line and moves to the top) instead of adding another.
+  note(message, at, key = null, extra = {}) {
+    if (key !== null) this.feed = this.feed.filter((entry) => entry.key !== key);
+    this.feed.unshift({ message, at, key, ...extra });
     this.feed.length = Math.min(this.feed.length, 200);
   }
 
@@ -56,8 +59,8 @@ export class Grid {
         this.update(who, { position: d.position, last_activity: d.at });
         return true;
       case "tab_violation":
+        // Counted here; shown in the feed as part of its incident (integrity_alert).
         this.update(who, { violations: d.count, last_activity: d.at });
-        this.note(`${name}: tab violation${d.duration_ms ? ` (${Math.round(d.duration_ms / 1000)} s)` : ""}`, d.at);
         return true;
       case "text_highlighted":
         this.update(who, { highlights: d.count, last_activity: d.at });
@@ -65,8 +68,15 @@ export class Grid {
         return true;
       case "integrity_event":
         this.update(who, { last_activity: d.at });
-        this.note(`${name}: ${d.kind.replaceAll("_", " ")}${d.detail ? ` (${d.detail})` : ""}`, d.at);
         return true;
+      case "integrity_alert": {
+        const flagged = d.marked_for_review || Boolean(this.rows.get(who)?.marked_for_review);
+        this.update(who, { marked_for_review: flagged, last_activity: d.last_at });
+        this.note(`${name}: ${describeIncident(d)}`, d.last_at, `incident:${d.incident_id}`, {
+          attemptId: d.attempt_id, serious: d.violations.length > 0,
+        });
+        return true;
+      }
       case "timer_changed":
         this.update(who, { state: d.state, deadline: d.timer.deadline, remaining_ms: d.timer.remaining_ms });
         return true;
@@ -90,6 +100,16 @@ export class Grid {
     this.dirty.clear();
     return ids.map((id) => this.rows.get(id)).filter(Boolean);
   }
+}
+
+// One line for one incident: what happened, how long the candidate was away, what it led to.
+export function describeIncident(alert) {
+  const kinds = Object.entries(alert.kinds)
+    .map(([kind, n]) => `${kind.replaceAll("_", " ")}${n > 1 ? ` ×${n}` : ""}`)
+    .join(", ");
+  const away = alert.longest_absence_ms ? `, away ${Math.round(alert.longest_absence_ms / 1000)} s` : "";
+  const verdict = alert.violations.map((v) => `${v.reason} → ${v.action}`).join("; ");
+  return `${kinds}${away}${verdict ? ` — ${verdict}` : ""}`;
 }
 
 // Milliseconds left on a row, from its deadline and the measured server clock offset.

@@ -5,6 +5,7 @@
 
 import { backoffDelay } from "./backoff.js";
 import { ServerClock } from "./clock.js";
+import { EventBatcher } from "./event_batcher.js";
 import { Outbox } from "./outbox.js";
 
 const HEARTBEAT_MS = 15000;
@@ -35,6 +36,12 @@ export class AttemptClient {
     this.pings = new Map();
     this.sentAnswers = new Map();
     this.stopped = false;
+    // Integrity events (self-paced attempts) have their own outbox: answers are replayed by
+    // client_seq, events by client_event_id.
+    this.events = new EventBatcher({
+      outbox: new Outbox(`events-${attemptId}`, storage),
+      send: (type, data) => this.send(type, data),
+    });
   }
 
   async connect() {
@@ -91,8 +98,13 @@ export class AttemptClient {
         this.on.state?.(state);
         this.ping();
         this.flush();
+        this.events.reconnected();
         return;
       }
+      case "events_recorded":
+        return this.events.ack(message.data);
+      case "event_recorded":
+        return this.events.ack([message.data]);
       case "answer_feedback":
         this.sentAnswers.delete(message.re);
         this.outbox?.ack(message.data.client_seq);
@@ -123,7 +135,14 @@ export class AttemptClient {
   }
 
   flush() {
-    for (const entry of this.outbox?.pending() ?? []) this.sendAnswer(entry);
+    for (const entry of this.outbox?.pending() ?? []) {
+      if (entry.kind === "answer") this.sendAnswer(entry);
+    }
+  }
+
+  // An integrity event from the page's sensors: durable first, then batched to the server.
+  event(type, data) {
+    this.events.add(type, data);
   }
 
   sendAnswer(entry) {
