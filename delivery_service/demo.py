@@ -22,6 +22,7 @@ from delivery_service.storage.models import (
     Test,
     User,
 )
+from integrity.policy import LockdownPolicy
 
 DEMO_PASSWORD = "demo"
 SAMPLE_TITLE = "Sample exam: general knowledge"
@@ -95,7 +96,13 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], *, hash_cost: in
         # self-paced, and the sample exam should be.
         test = await s.scalar(select(Test).where(Test.title == SESSION_TEST_TITLE))
         if test is None:
-            test = await add_test(s, sample_test(SESSION_TEST_TITLE), created_by=teacher.id)
+            # The proctored paper shows the lockdown policy at work: fullscreen asked for, and a
+            # third departure of 2 s or more marks the attempt for the proctor's review.
+            paper = sample_test(SESSION_TEST_TITLE).model_copy(
+                update={"lockdown": LockdownPolicy(require_fullscreen=True, allowed_tab_switches=2,
+                                                   ignore_absence_under_ms=2000, on_exceed="flag")}
+            )  # fmt: skip
+            test = await add_test(s, paper, created_by=teacher.id)
         if await s.scalar(select(Class).where(Class.name == DEMO_CLASS)) is None:
             klass = Class(name=DEMO_CLASS, description="Demo class", state="active",
                           created_by=teacher.id, created_at=now)  # fmt: skip

@@ -127,7 +127,9 @@ def _apply(policy: LockdownPolicy, result: Assessment, incident: Incident, e: Ob
                         incident_id=incident.id,
                         event_ids=ids,
                         reason=(
-                            f"left the exam {result.tab_switches} times (allowed {allowed}){away}"
+                            f"left the exam {result.tab_switches} "
+                            f"time{'' if result.tab_switches == 1 else 's'} "
+                            f"(allowed {allowed}){away}"
                         ),
                     )
                 )

@@ -411,7 +411,7 @@ async def test_a_locked_down_self_paced_exam_prompts_blocks_reports_and_flags(
         await page.evaluate(script.replace("HIDDEN", hidden))
         await page.wait_for_timeout(200)
     await expect(page.locator("#warning")).to_contain_text(
-        "Integrity warning: you left the exam 1 times (allowed 0)", timeout=10_000
+        "Integrity warning: you left the exam 1 time (allowed 0)", timeout=10_000
     )
     await expect(page.locator("#warning")).to_contain_text("marked for review")
     await shot(page, "10-integrity-warning")

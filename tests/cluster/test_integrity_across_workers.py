@@ -36,8 +36,11 @@ async def test_two_workers_writing_to_one_attempt_keep_one_valid_chain(cluster: 
     assert sum(e["type"] == "answer_saved" for e in chain) == 30
     assert sum(e["type"] == "window_blur" for e in chain) == 30
     assert [e["prev_hash"] for e in chain[1:]] == [e["hash"] for e in chain[:-1]]
-    verdict = await Api(b.base_url, teacher.token).get(f"/attempts/{aid}/ledger/verify")
+    teacher_b = Api(b.base_url, teacher.token)
+    verdict = await teacher_b.get(f"/attempts/{aid}/ledger/verify")
     assert (verdict["ok"], verdict["events"]) == (True, 62)
+    for api in (teacher, teacher_b, on_a, on_b):
+        await api.close()
 
 
 async def test_an_alert_raised_on_one_worker_reaches_the_proctor_on_the_other(
@@ -97,3 +100,5 @@ async def test_an_alert_raised_on_one_worker_reaches_the_proctor_on_the_other(
 
     review = await teacher.get("/integrity/review")
     assert [r["attempt_id"] for r in review] == [started["attempt_id"]]
+    for api in (teacher, student):
+        await api.close()

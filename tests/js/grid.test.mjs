@@ -40,11 +40,11 @@ test("an incident that grows stays one line in the feed", () => {
   grid.apply(alert({ fullscreen_exit: 1 }, [], "2026-11-22T09:00:00Z"));
   grid.apply({ type: "notice", data: { message: "10 minutes left", at: "2026-11-22T09:00:10Z" } });
   grid.apply(alert({ fullscreen_exit: 1, tab_hidden: 1, tab_visible: 1 },
-    [{ rule: "tab_switch_limit", action: "flag", reason: "left the exam 1 times (allowed 0)" }],
+    [{ rule: "tab_switch_limit", action: "flag", reason: "left the exam 1 time (allowed 0)" }],
     "2026-11-22T09:00:30Z"));
   assert.equal(grid.feed.length, 2);
   assert.equal(grid.feed[0].message,
-    "student1: fullscreen exit, tab hidden, tab visible, away 30 s — left the exam 1 times (allowed 0) → flag");
+    "student1: fullscreen exit, tab hidden, tab visible, away 30 s — left the exam 1 time (allowed 0) → flag");
   assert.equal(grid.feed[0].serious, true);
   assert.equal(grid.feed[0].attemptId, "x");
   assert.equal(grid.rows.get("a").marked_for_review, true);
