@@ -1,4 +1,4 @@
-"""`examserver`: demo, serve, migrate, seed-demo, ws-schema, verify-ledger."""
+"""`examserver`: demo, serve, cluster, migrate, seed-demo, ws-schema, verify-ledger."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
     schema = sub.add_parser("ws-schema", help="print the WebSocket protocol's JSON Schema")
     schema.add_argument("--output", type=Path)
+
+    cluster = sub.add_parser(
+        "cluster", help="N workers behind nginx on loopback (shared PostgreSQL and Redis)"
+    )
+    cluster.add_argument("--workers", type=int, default=2)
+    cluster.add_argument("--port", type=int, default=8000, help="nginx's port")
 
     verify = sub.add_parser(
         "verify-ledger", help="recompute the integrity ledger's seals; exit 1 if a chain is broken"
@@ -118,6 +124,12 @@ def run_seed(_: argparse.Namespace) -> int:
     return 0
 
 
+def run_cluster(args: argparse.Namespace) -> int:
+    from delivery_service.cluster import run
+
+    return run(args.workers, args.port)
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from delivery_service.services.integrity import verification_out
 
@@ -186,6 +198,7 @@ def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
         ws_per_message_deflate=False,  # costs hundreds of KiB per socket; not measured worth it
         timeout_graceful_shutdown=10,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     server = DrainingServer(config, app, settings.drain_seconds)
     configure_logging()
@@ -222,6 +235,7 @@ COMMANDS = {
     "seed-demo": run_seed,
     "ws-schema": run_schema,
     "verify-ledger": run_verify,
+    "cluster": run_cluster,
 }
 
 

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="origins allowed to open WebSockets besides the server's own host",
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies trusted for X-Forwarded-Proto/For (comma-separated, or *)",
+    )
     ws_ticket_ttl_seconds: int = 30
     ws_auth_timeout_seconds: float = 5.0
     ws_max_message_bytes: int = 64 * 1024

@@ -20,7 +20,6 @@ from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
 from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
-from integrity import events as ev
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -65,7 +64,7 @@ class AttemptConnection(LiveConnection):
         recovered: bool | None = None
         missed: list[Event] = []
         last = self.ws.query_params.get("last_event_id")
-        await self._observe_connection(previous, resumed=bool(last))
+        await self.observe_connection(previous, attempt_id=self.attempt_id)
         if last:
             position = parse_event_id(last)
             if position is not None:
@@ -89,25 +88,6 @@ class AttemptConnection(LiveConnection):
 
     async def on_close(self) -> None:
         await self.release_ownership(self.scope)
-
-    async def _observe_connection(self, previous: str | None, *, resumed: bool) -> None:
-        """The connection history of the integrity report: opened or resumed, and whom it
-        superseded (another tab or device)."""
-        common = {"connection_id": self.id, "worker": self.rt.worker_id}
-        await self.rt.integrity.observed(
-            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
-            candidate_id=self.who.user_id,
-            attempt_id=self.attempt_id,
-            actor_id=self.who.user_id,
-            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
-        )
-        if previous is not None:
-            await self.rt.integrity.observed(
-                type_=ev.SUPERSEDED,
-                candidate_id=self.who.user_id,
-                attempt_id=self.attempt_id,
-                payload=common | {"superseded_connection_id": previous},
-            )
 
     async def _send_state(self, re: str | None = None) -> AttemptView:
         view = await self.rt.attempts.get(self.who, self.attempt_id)

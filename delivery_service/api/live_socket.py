@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event
 from delivery_service.services.security import Principal
+from integrity import events as ev
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -253,6 +255,34 @@ class LiveConnection:
         if previous is not None:
             await self.rt.bus.publish(channel, "superseded", {"connection_id": previous})
         return previous
+
+    async def observe_connection(
+        self,
+        previous: str | None,
+        *,
+        attempt_id: uuid.UUID | None,
+        session_id: uuid.UUID | None = None,
+    ) -> None:
+        """The candidate's connection history for the integrity ledger: opened or resumed (with
+        `last_event_id`), and which connection it superseded (another tab or device)."""
+        common = {"connection_id": self.id, "worker": self.rt.worker_id}
+        resumed = bool(self.ws.query_params.get("last_event_id"))
+        await self.rt.integrity.observed(
+            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
+            candidate_id=self.who.user_id,
+            attempt_id=attempt_id,
+            session_id=session_id,
+            actor_id=self.who.user_id,
+            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
+        )
+        if previous is not None:
+            await self.rt.integrity.observed(
+                type_=ev.SUPERSEDED,
+                candidate_id=self.who.user_id,
+                attempt_id=attempt_id,
+                session_id=session_id,
+                payload=common | {"superseded_connection_id": previous},
+            )
 
     async def ensure_owner(self, scope: str) -> None:
         """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now.

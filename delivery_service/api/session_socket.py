@@ -29,7 +29,6 @@ from delivery_service.live.keys import (
     session_channel,
 )
 from delivery_service.schemas import Timer, UserOut
-from integrity import events as ev
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -111,7 +110,9 @@ class SessionConnection(LiveConnection):
             await self.subscribe(channel, self._listener(kind))
         if not self.is_proctor:
             previous = await self.take_ownership(self.scope, self.channels()["participant"])
-            await self._observe_connection(previous)
+            await self.observe_connection(
+                previous, attempt_id=self.attempt_id, session_id=self.session_id
+            )
         recovered, missed = await self._replay()
         positions = {}
         for kind, channel in self.channels().items():
@@ -164,27 +165,6 @@ class SessionConnection(LiveConnection):
             )
             data = sp.StateSyncData(session=session, attempt=attempt)
         await self.send(sp.StateSyncResponse(re=re, data=data))
-
-    async def _observe_connection(self, previous: str | None) -> None:
-        """The student's connection history, on their attempt's chain once they have one."""
-        common = {"connection_id": self.id, "worker": self.rt.worker_id}
-        resumed = bool(self.ws.query_params.get("last_event_id"))
-        await self.rt.integrity.observed(
-            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
-            candidate_id=self.who.user_id,
-            attempt_id=self.attempt_id,
-            session_id=self.session_id,
-            actor_id=self.who.user_id,
-            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
-        )
-        if previous is not None:
-            await self.rt.integrity.observed(
-                type_=ev.SUPERSEDED,
-                candidate_id=self.who.user_id,
-                attempt_id=self.attempt_id,
-                session_id=self.session_id,
-                payload=common | {"superseded_connection_id": previous},
-            )
 
     async def on_close(self) -> None:
         if self.is_proctor:

@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from delivery_service.domain import attempts as rules
 from delivery_service.domain import navigation
-from delivery_service.domain.attempt_machine import OPEN_STATES
+from delivery_service.domain.attempt_machine import FINAL_STATES, OPEN_STATES
 from delivery_service.domain.errors import (
     AttemptLimitReached,
     AttemptNotInProgress,
@@ -292,6 +292,40 @@ class AttemptService:
         client_seq: int,
         connection_id: str | None = None,
     ) -> AnswerAck:
+        try:
+            return await self._save_answer(
+                principal, attempt_id, item_id, response, client_seq, connection_id
+            )
+        except AttemptNotInProgress as refused:
+            if refused.details.get("state") in FINAL_STATES:
+                await self._record_late_answer(principal, attempt_id, item_id, client_seq)
+            raise
+
+    async def _record_late_answer(
+        self, principal: Principal, attempt_id: uuid.UUID, item_id: str, client_seq: int
+    ) -> None:
+        """An answer for an attempt that has ended is refused; the refusal is evidence too
+        (its own transaction: the refused write rolled back)."""
+        async with self._sessions() as s, s.begin():
+            attempt = await locked_attempt(s, attempt_id)
+            test = await s.get(Test, attempt.test_id) if attempt else None
+            if attempt is None or test is None:
+                return
+            loaded = Loaded(s, attempt, test, await db_now(s))
+            await self.log(
+                loaded, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
+                payload={"item_id": item_id, "client_seq": client_seq, "state": attempt.state},
+            )  # fmt: skip
+
+    async def _save_answer(
+        self,
+        principal: Principal,
+        attempt_id: uuid.UUID,
+        item_id: str,
+        response: Any,
+        client_seq: int,
+        connection_id: str | None,
+    ) -> AnswerAck:
         async with self._sessions() as s:
             async with s.begin():
                 loaded = await self._load(s, attempt_id, principal, "owner", lock=True)
@@ -468,12 +502,7 @@ class AttemptService:
         loaded: Loaded | None = None
         async with self._sessions() as s:
             async with s.begin():
-                attempt = await s.scalar(
-                    select(Attempt)
-                    .where(Attempt.id == attempt_id)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)
-                )
+                attempt = await locked_attempt(s, attempt_id)
                 if attempt is None or attempt.state != "in_progress":
                     return False
                 test = await s.get(Test, attempt.test_id)
@@ -508,12 +537,7 @@ class AttemptService:
         expired = False
         async with self._sessions() as s:
             async with s.begin():
-                attempt = await s.scalar(
-                    select(Attempt)
-                    .where(Attempt.id == ident)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)
-                )
+                attempt = await locked_attempt(s, ident)
                 if attempt is not None and attempt.state == "in_progress":
                     test = await s.get(Test, attempt.test_id)
                     if test is None:  # pragma: no cover - foreign key guarantees it
@@ -869,6 +893,17 @@ class AttemptService:
                 or 0
             ),
         )
+
+
+async def locked_attempt(s: AsyncSession, attempt_id: uuid.UUID) -> Attempt | None:
+    """The attempt row under a lock, fresh from the database (not the session's cached copy)."""
+    found: Attempt | None = await s.scalar(
+        select(Attempt)
+        .where(Attempt.id == attempt_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return found
 
 
 def require_reason(principal: Principal, action: str, reason: str | None) -> None:

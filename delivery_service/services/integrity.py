@@ -26,7 +26,7 @@ from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
 from delivery_service.services.access import can_manage, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
-from delivery_service.services.attempts import AttemptService
+from delivery_service.services.attempts import AttemptService, locked_attempt
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import (
@@ -178,12 +178,7 @@ class IntegrityService:
             attempt_id = participant.attempt_id if participant else None
         if attempt_id is not None:
             # The attempt row before the chain head: the lock order of storage.ledger.
-            attempt = await s.scalar(
-                select(Attempt)
-                .where(Attempt.id == attempt_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
+            attempt = await locked_attempt(s, attempt_id)
             if attempt is None or attempt.user_id != principal.user_id:
                 raise NotFound("attempt", attempt_id)
             session_id = attempt.session_id

@@ -336,6 +336,13 @@ async def test_past_the_limit_a_terminate_policy_ends_the_attempt(world: World) 
         f"/attempts/{aid}/answers", {"item_id": "q1", "response": "A", "client_seq": 1}, expect=409
     )
     assert refused["error"]["code"] == "attempt_not_in_progress"
+    chain = await world.teacher.get(f"/attempts/{aid}/ledger")
+    assert [(e["type"], e["source"]) for e in chain[-3:]] == [
+        ("violation", "server"),
+        ("attempt_terminated", "server"),
+        ("late_answer_refused", "server"),
+    ]
+    assert chain[-1]["payload"] == {"item_id": "q1", "client_seq": 1, "state": "terminated"}
 
 
 async def test_forbidden_copy_paste_flags_and_required_fullscreen_warns(world: World) -> None:

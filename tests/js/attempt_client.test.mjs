@@ -70,3 +70,20 @@ test("every (re)connect re-measures the clock and resends what is pending", () =
   });
   assert.equal(client.clock.synced, true);
 });
+
+test("integrity events go out in a batch, apart from answers, and leave when recorded", () => {
+  const { client, sent } = connected();
+  client.answer("q1", "A");
+  client.event("integrity_event", { kind: "tab_hidden", client_event_id: "e1" });
+  client.event("integrity_event", { kind: "tab_visible", duration_ms: 900, client_event_id: "e2" });
+  client.events.flush();
+  const batch = sent.filter((m) => m.type === "integrity_batch");
+  assert.equal(batch.length, 1);
+  assert.deepEqual(batch[0].data.events.map((e) => e.data.client_event_id), ["e1", "e2"]);
+  assert.equal(answers(sent).length, 1);  // the answer outbox never carries events
+  client.receive({ type: "events_recorded", re: batch[0].id,
+    data: [{ client_event_id: "e1" }, { client_event_id: "e2" }] });
+  sent.length = 0;
+  client.receive({ type: "attempt_state", data: { last_client_seq: 0, state: "in_progress" } });
+  assert.deepEqual(sent.filter((m) => m.type === "integrity_batch"), []);
+});
