@@ -39,9 +39,7 @@ def free_port() -> int:
 
 def render_nginx(template: str, *, listen: int, upstreams: list[int], prefix: Path) -> str:
     """deploy/nginx.conf for loopback: our ports, our files, no root-only paths."""
-    servers = "".join(
-        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n" for p in upstreams
-    )
+    servers = "".join(f"        server 127.0.0.1:{p} max_fails=0;\n" for p in upstreams)
     text, found = re.subn(r"(?m)^\s*server worker\d+:8000[^\n]*\n", "", template)
     if not found:
         raise ClusterError("deploy/nginx.conf has no `server workerN:8000` lines to replace")
