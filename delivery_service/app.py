@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from delivery_service.api import errors
 from delivery_service.api.attempt_socket import router as attempt_socket_router
@@ -24,7 +25,7 @@ from delivery_service.api.routes import (
     users,
 )
 from delivery_service.api.session_socket import router as session_socket_router
-from delivery_service.logs import configure_logging
+from delivery_service.logs import bound, configure_logging, request_id
 from delivery_service.runtime import Runtime
 from delivery_service.settings import Settings
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestIds)
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     for module in (auth, users, tests, attempts, classes, sessions, integrity):
         api.include_router(module.router)
@@ -81,5 +83,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """The uvicorn factory target: settings come from EXAMSERVER_* variables."""
-    configure_logging()
-    return create_app()
+    settings = Settings()
+    configure_logging(json_lines=settings.log_format == "json")
+    return create_app(settings)
+
+
+class RequestIds:
+    """Every request and socket gets an id (the caller's X-Request-ID, or a new one), bound to its
+    log lines and echoed in the response, so one request can be found in every worker's logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = request_id(headers.get(b"x-request-id", b"").decode("latin-1") or None)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        with bound(request_id=rid):
+            await self.app(scope, receive, send_with_id)

@@ -96,12 +96,14 @@ Press Ctrl+C to stop.
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from delivery_service.logs import configure_logging
+
     settings = Settings()
+    configure_logging(json_lines=settings.log_format == "json")
     if settings.redis_url == "memory://":
-        print(
-            "examserver: warning: EXAMSERVER_REDIS_URL is memory://, so this worker shares no "
-            "state with others; set it to redis://… for a cluster",
-            file=sys.stderr,
+        log.warning(
+            "EXAMSERVER_REDIS_URL is memory://, so this worker shares no state with others; "
+            "set it to redis://… for a cluster"
         )
     from delivery_service.app import create_app
 
@@ -199,9 +201,11 @@ def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # JSON lines: uvicorn's loggers go through our root handler instead of its own set-up.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     server = DrainingServer(config, app, settings.drain_seconds)
-    configure_logging()
+    configure_logging(json_lines=settings.log_format == "json")  # again: uvicorn.Config set its own
     server.run()
 
 

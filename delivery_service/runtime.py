@@ -28,6 +28,7 @@ from delivery_service.live.scripts import Scripts
 from delivery_service.live.throttle import LoginThrottle
 from delivery_service.live.tickets import Tickets
 from delivery_service.live.timers import Timers
+from delivery_service.metrics import Metrics
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.catalog import CatalogService
@@ -72,6 +73,7 @@ class Runtime:
     classes: ClassService
     group_sessions: SessionService
     integrity: IntegrityService
+    metrics: Metrics
     ledger: Ledger
     presence: Presence
     sweeper: ExpirySweeper
@@ -89,12 +91,14 @@ class Runtime:
         keys = Keys(settings.redis_prefix)
         scripts = Scripts.register(redis)
         clock = ServerClock()
+        metrics = Metrics()
         bus = Bus(
             redis,
             keys,
             scripts,
             maxlen=settings.stream_maxlen,
             ttl_seconds=settings.stream_ttl_seconds,
+            metrics=metrics,
         )
         timers = Timers(redis, keys, scripts, settings.grace)
         tokens = TokenService(
@@ -111,6 +115,7 @@ class Runtime:
             items=ItemCache(),
             grace=settings.grace,
             ledger=ledger,
+            metrics=metrics,
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
         group_sessions = SessionService(
@@ -154,6 +159,7 @@ class Runtime:
                 sessions=sessions, ledger=ledger, bus=bus, attempts=attempts
             ),
             ledger=ledger,
+            metrics=metrics,
             presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,
@@ -164,6 +170,7 @@ class Runtime:
                 interval=settings.sweep_interval_seconds,
                 lease=timedelta(seconds=settings.expiry_lease_seconds),
                 reconcile_every=settings.reconcile_interval_seconds,
+                metrics=metrics,
             ),
             sockets=SocketRegistry(),
         )

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ws_heartbeat_timeout_seconds: float = 45.0
     ws_send_queue_size: int = 256
 
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line, with request/attempt/session ids"
+    )
     drain_seconds: float = Field(
         2.0, description="after SIGTERM, how long /readyz answers 503 before shutting down"
     )

@@ -34,6 +34,7 @@ async def attempt_socket(websocket: WebSocket, attempt_id: uuid.UUID) -> None:
 
 
 class AttemptConnection(LiveConnection):
+    kind = "attempt"
     adapter = p.client_message
     client_types = p.CLIENT_TYPES
 

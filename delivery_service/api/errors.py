@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery_service.domain.errors import Conflict, DomainError
@@ -133,6 +135,20 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _json(exc.status_code, error_body(code, str(exc.detail)))
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """Redis or the database failed under a request: a clear, retryable 503, counted."""
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.failure("http", exc)
+        if isinstance(exc, RedisError):
+            body = error_body("redis_unavailable", "live state is unavailable; retry shortly")
+        else:
+            body = error_body("database_unavailable", "the database is unavailable; retry")
+        return _json(503, body, {"Retry-After": "2"})
+
+    app.add_exception_handler(RedisError, unavailable)
+    app.add_exception_handler(OperationalError, unavailable)
+    app.add_exception_handler(InterfaceError, unavailable)
     app.add_exception_handler(DomainError, domain)
     app.add_exception_handler(ApiError, api)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -32,6 +32,7 @@ from delivery_service.api.errors import status_for, validation_details
 from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event
+from delivery_service.logs import bind
 from delivery_service.services.security import Principal
 from integrity import events as ev
 
@@ -103,6 +104,8 @@ class LiveConnection:
     client_types: frozenset[str]
     #: the ticket claim that binds a ticket to this kind of socket, and the id it must match
     ticket_scope: tuple[str, str] = ("", "")
+    #: the `kind` label of this socket in the metrics
+    kind = "socket"
     #: true when the ticket was issued to a request that passed the Safe Exam Browser check
     seb_verified: bool = False
 
@@ -187,6 +190,12 @@ class LiveConnection:
             await self._reject(exc.code, exc.message, close)
             return
         self.rt.sockets.add(self)
+        self.rt.metrics.sockets_open.labels(self.kind).inc()
+        bind(
+            connection_id=self.id,
+            user_id=self.who.user_id,
+            **{f"{self.kind}_id": self.ticket_scope[1]},
+        )
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
         try:
             async with self._subscriptions:
@@ -205,6 +214,7 @@ class LiveConnection:
             for task in self._tasks:
                 task.cancel()
             self.rt.sockets.discard(self)
+            self.rt.metrics.sockets_open.labels(self.kind).dec()
             with contextlib.suppress(Exception):
                 await self.on_close()
 
@@ -293,6 +303,7 @@ class LiveConnection:
         try:
             owned = await self.rt.owners.refresh(scope, str(self.who.user_id), self.id)
         except RedisError:
+            self.rt.metrics.redis_errors.labels("ownership").inc()
             log.warning("ownership check skipped: Redis unavailable", exc_info=True)
             return
         if not owned:
@@ -357,6 +368,7 @@ class LiveConnection:
                 details=validation_details(exc.errors()),
             )
             return
+        self.rt.metrics.messages_in.labels(body["type"]).inc()
         if isinstance(message, p.Auth):
             await self.error("already_authenticated", "this socket is authenticated", re=re)
             return
@@ -366,7 +378,8 @@ class LiveConnection:
             await self.error(exc.code, exc.message, re=message.id, details=exc.details)
             if isinstance(exc, SupersededError):
                 self.supersede()
-        except Exception:
+        except Exception as exc:
+            self.rt.metrics.failure("socket", exc)
             log.exception("socket handler failed on %s", body["type"])
             await self.error("internal_error", "the server failed; retry", re=message.id)
 
@@ -406,7 +419,11 @@ class LiveConnection:
 
     async def send(self, message: BaseModel) -> None:
         if not self._closing:
+            self._count_out(message)
             await self._queue.put(self._dump(message))
+
+    def _count_out(self, message: BaseModel) -> None:
+        self.rt.metrics.messages_out.labels(getattr(message, "type", "?")).inc()
 
     def push(self, message: BaseModel) -> None:
         """Enqueue without waiting; a socket that cannot keep up is closed (it will catch up by
@@ -415,7 +432,9 @@ class LiveConnection:
             return
         try:
             self._queue.put_nowait(self._dump(message))
+            self._count_out(message)
         except asyncio.QueueFull:
+            self.rt.metrics.queue_drops.inc()
             log.warning("socket %s cannot keep up; closing it", self.id)
             self.close(CLOSE_OVERLOADED, "send queue overflow")
 

@@ -65,6 +65,7 @@ def parse_positions(value: str) -> dict[str, tuple[str, int]]:
 
 
 class SessionConnection(LiveConnection):
+    kind = "session"
     adapter = sp.session_client_message
     client_types = sp.SESSION_CLIENT_TYPES
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 
 from delivery_service.live.keys import WORKERS_CHANNEL, Keys
 from delivery_service.live.scripts import Scripts
+from delivery_service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,16 @@ def parse_event_id(value: str) -> tuple[str, int] | None:
 
 class Bus:
     def __init__(
-        self, redis: Redis, keys: Keys, scripts: Scripts, *, maxlen: int, ttl_seconds: int
+        self,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        *,
+        maxlen: int,
+        ttl_seconds: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
@@ -66,7 +76,9 @@ class Bus:
 
     async def publish(self, channel: str, type_: str, data: dict[str, Any]) -> Event:
         offset_key, epoch_key, stream_key = self._keys.channel_keys(channel)
-        payload = json.dumps({"type": type_, "data": data}, separators=(",", ":"))
+        # `ts` (publisher's wall clock, ms) measures fan-out latency; workers share NTP time.
+        body = {"type": type_, "data": data, "ts": time.time() * 1000}
+        payload = json.dumps(body, separators=(",", ":"))
         epoch, offset = await self._scripts.publish(
             keys=[offset_key, epoch_key, stream_key],
             args=[
@@ -151,6 +163,8 @@ class Bus:
                 raise
             except Exception:
                 log.warning("pub/sub connection failed; retrying in %.1fs", backoff, exc_info=True)
+                if self._metrics is not None:
+                    self._metrics.redis_errors.labels("pubsub").inc()
                 self.healthy = False
                 lost = True
                 await asyncio.sleep(backoff)
@@ -163,6 +177,8 @@ class Bus:
         channel = raw_channel.removeprefix(self._prefix)
         epoch, offset, payload = data.split("|", 2)
         body = json.loads(payload)
+        if self._metrics is not None and isinstance(body.get("ts"), int | float):
+            self._metrics.fanout.observe(max(time.time() - body["ts"] / 1000, 0.0))
         event = Event(channel, epoch, int(offset), body["type"], body.get("data", {}))
         self._deliver(channel, event)
 

@@ -9,6 +9,7 @@ reconcile pass rebuilds whatever Redis missed.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from delivery_service.domain.timing import iso, timer_view
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
 from delivery_service.live.timers import Timers
+from delivery_service.metrics import Metrics
 from delivery_service.schemas import (
     AnswerAck,
     AttemptSummary,
@@ -97,9 +99,11 @@ class AttemptService:
         items: ItemCache,
         grace: timedelta,
         ledger: Ledger,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._ledger = ledger
+        self._metrics = metrics
         self._timers = timers
         self._bus = bus
         self._items = items
@@ -292,10 +296,14 @@ class AttemptService:
         client_seq: int,
         connection_id: str | None = None,
     ) -> AnswerAck:
+        started = time.perf_counter()
         try:
-            return await self._save_answer(
+            ack = await self._save_answer(
                 principal, attempt_id, item_id, response, client_seq, connection_id
             )
+            if self._metrics is not None:
+                self._metrics.answer_save.observe(time.perf_counter() - started)
+            return ack
         except AttemptNotInProgress as refused:
             if refused.details.get("state") in FINAL_STATES:
                 await self._record_late_answer(principal, attempt_id, item_id, client_seq)
@@ -546,6 +554,9 @@ class AttemptService:
                     expired = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
                     if expired:
                         await self._finish(loaded, "expire")
+                        if self._metrics is not None and attempt.deadline is not None:
+                            lag = loaded.now - (attempt.deadline + self._grace)
+                            self._metrics.expiry_lag.observe(max(lag.total_seconds(), 0.0))
                     elif attempt.deadline is not None:
                         # Redis was early or stale (an extension it missed): re-arm only.
                         deadline, now = attempt.deadline, loaded.now

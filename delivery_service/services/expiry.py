@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from delivery_service.clock import ServerClock
 from delivery_service.live.timers import Timers
+from delivery_service.metrics import Metrics
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.group_sessions import SESSION_MEMBER, SessionService
 
@@ -34,7 +35,9 @@ class ExpirySweeper:
         interval: float,
         lease: timedelta,
         reconcile_every: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._attempts = attempts
         self._sessions = sessions
         self._timers = timers
@@ -79,8 +82,10 @@ class ExpirySweeper:
                 backoff = self._interval
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.healthy = False
                 log.warning("expiry sweep failed; retrying in %.1fs", backoff, exc_info=True)
+                if self._metrics is not None:
+                    self._metrics.failure("sweeper", exc)
                 backoff = min(backoff * 2, 10.0)
             await asyncio.sleep(backoff)

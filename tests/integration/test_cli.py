@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,3 +107,42 @@ def test_serve_refuses_to_start_with_the_public_demo_secret() -> None:
     refused = examserver("serve", env={}, unset=("EXAMSERVER_JWT_SECRET", "EXAMSERVER_ENVIRONMENT"))
     assert refused.returncode == 2
     assert "EXAMSERVER_JWT_SECRET must be set" in refused.stderr
+
+
+def test_a_worker_writes_json_log_lines_with_request_ids_and_no_secrets(tmp_path: Path) -> None:
+    env = os.environ | {
+        "EXAMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}",
+        "EXAMSERVER_REDIS_URL": "memory://",
+        "EXAMSERVER_JWT_SECRET": TEST_SECRET,
+        "EXAMSERVER_LEDGER_KEY": TEST_SECRET + "-ledger",
+        "EXAMSERVER_LOG_FORMAT": "json",
+        "EXAMSERVER_DRAIN_SECONDS": "0",
+    }
+    assert examserver("migrate", env=env).returncode == 0
+    port = free_port()
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "delivery_service", "serve", "--port", str(port)],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz", headers={"X-Request-ID": "trace-7"}).is_success:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        httpx.post(f"{base}/api/v1/auth/login", json={"username": "x", "password": "hunter2"})
+        httpx.get(f"{base}/api/v1/attempts/00000000-0000-0000-0000-000000000000/ws?ticket=s3cret")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(line.get("request_id") == "trace-7" for line in lines), lines
+    assert all({"ts", "level", "logger", "message"} <= line.keys() for line in lines)
+    text = log.read_text()
+    assert "s3cret" not in text
+    assert "hunter2" not in text
+    assert "ticket=***" in text

@@ -6,6 +6,7 @@ from typing import Any
 
 from delivery_service.api import protocol as p
 from delivery_service.api.live_socket import CLOSE_OVERLOADED, LiveConnection
+from delivery_service.metrics import Metrics
 from delivery_service.settings import Settings
 
 
@@ -25,7 +26,8 @@ class StuckWebSocket:
 def connection(queue_size: int) -> tuple[LiveConnection, StuckWebSocket]:
     settings = Settings(environment="test", jwt_secret="x" * 40, ws_send_queue_size=queue_size)
     ws = StuckWebSocket()
-    return LiveConnection(ws, SimpleNamespace(settings=settings)), ws  # type: ignore[arg-type]
+    runtime = SimpleNamespace(settings=settings, metrics=Metrics())
+    return LiveConnection(ws, runtime), ws  # type: ignore[arg-type]
 
 
 async def test_events_never_wait_for_a_slow_socket_and_overflow_closes_it() -> None:
@@ -38,6 +40,7 @@ async def test_events_never_wait_for_a_slow_socket_and_overflow_closes_it() -> N
     assert slow._closing is True
     queued = [slow._queue.get_nowait() for _ in range(slow._queue.qsize())]
     assert queued[-1][1] == CLOSE_OVERLOADED
+    assert slow.rt.metrics.registry.get_sample_value("examserver_send_queue_drops_total") == 1
 
 
 async def test_a_socket_within_its_queue_is_left_alone() -> None:

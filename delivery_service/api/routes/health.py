@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from delivery_service.api.deps import RuntimeDep
 
@@ -29,3 +30,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         },
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus text format: sockets, messages, answer latency, fan-out, expiry lag, errors."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
