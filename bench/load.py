@@ -1,0 +1,617 @@
+"""Load harness: simulated candidates and proctors over the real protocol, through nginx, against
+`examserver cluster` (N workers, one PostgreSQL, one Redis).
+
+    python -m bench.load steady --candidates 2000 --proctors 5 --duration 300
+    python -m bench.load storm  --candidates 2000
+    python -m bench.load expiry --attempts 2000
+
+Candidates sit proctored sessions (one class and session per proctor), answer on a schedule with
+think time over the session WebSocket and keep unacknowledged answers to send again, like the
+candidate app. Proctors watch their session's feed. Every figure printed is measured here:
+ack latency percentiles (send to durable `answer_feedback`), fan-out latency (commit to the
+proctor's screen), throughput, errors, and lost / duplicated / missing answers checked against
+the database afterwards. Results go to bench/results/<scenario>-<time>.json (and a PNG plot when
+matplotlib is installed: `uv run --group bench …`).
+
+Needs PostgreSQL and Redis (EXAMSERVER_DATABASE_URL, default database `bench` on 127.0.0.1,
+created if missing; EXAMSERVER_REDIS_URL, default redis://127.0.0.1:6379/14) and Debian's nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+import websockets
+from sqlalchemy import func, select
+
+from delivery_service.cluster import LocalCluster, free_port
+from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
+from delivery_service.services.catalog import add_test
+from delivery_service.services.security import Principal, TokenService, hash_password
+from delivery_service.settings import Settings
+from delivery_service.storage.database import create_engine, create_sessionmaker
+from delivery_service.storage.migrate import upgrade
+from delivery_service.storage.models import (
+    Attempt,
+    Class,
+    ClassStudent,
+    ClassTeacher,
+    GroupSession,
+    Item,
+    ResponseEvent,
+    User,
+)
+
+RESULTS = Path(__file__).with_name("results")
+SECRET = "bench-secret-" + "x" * 40
+ITEMS = 5
+
+
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"count": 0}
+    ms = np.asarray(values) * 1000
+    return {
+        "count": len(values),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+# ---- the world ----
+
+
+@dataclass
+class World:
+    settings: Settings
+    tokens: TokenService
+    sessions: list[str]
+    candidates: list[tuple[Principal, str]]  # (who, session id)
+    proctors: list[tuple[Principal, str]]
+
+
+async def ensure_database(url: str) -> None:
+    """Create the bench database beside the test one if it is missing (never the test one)."""
+    plain = url.replace("postgresql+asyncpg://", "postgresql://")
+    base, _, name = plain.rpartition("/")
+    try:
+        conn = await asyncpg.connect(plain)
+    except asyncpg.InvalidCatalogNameError:
+        admin = await asyncpg.connect(f"{base}/postgres")
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+    else:
+        await conn.close()
+
+
+async def seed(settings: Settings, candidates: int, proctors: int) -> World:
+    engine = create_engine(settings)
+    db = create_sessionmaker(engine)
+    now = datetime.now(UTC)
+    run = uuid.uuid4().hex[:6]
+    hashed = hash_password("bench", cost=2**8)
+    tokens = TokenService(
+        secret=SECRET, issuer="examserver", audience="examserver", ttl_seconds=8 * 3600
+    )
+    world = World(settings, tokens, [], [], [])
+    async with db() as s, s.begin():
+        users = [
+            User(
+                username=f"b{run}-s{n:05d}",
+                display_name=f"Candidate {n}",
+                password_hash=hashed,
+                role="student",
+                created_at=now,
+            )
+            for n in range(candidates)
+        ]
+        teachers = [
+            User(
+                username=f"b{run}-t{n}",
+                display_name=f"Proctor {n}",
+                password_hash=hashed,
+                role="teacher",
+                created_at=now,
+            )
+            for n in range(proctors)
+        ]
+        s.add_all([*users, *teachers])
+        await s.flush()
+        items = [
+            ChoiceItemIn(
+                identifier=f"q{i}",
+                prompt=f"Question {i}?",
+                correct=["A"],
+                choices=[Choice(identifier=c, text=c) for c in "ABCD"],
+            )
+            for i in range(1, ITEMS + 1)
+        ]
+        test = await add_test(
+            s,
+            TestIn(title=f"Bench {run}", time_limit_seconds=3 * 3600, items=items),
+            created_by=teachers[0].id,
+        )
+        for n, teacher in enumerate(teachers):
+            klass = Class(
+                name=f"Bench {run} {n}", state="active", created_by=teacher.id, created_at=now
+            )
+            s.add(klass)
+            await s.flush()
+            s.add(ClassTeacher(class_id=klass.id, user_id=teacher.id))
+            mine = users[n::proctors]
+            s.add_all(ClassStudent(class_id=klass.id, user_id=u.id, enrolled_at=now) for u in mine)
+            session = GroupSession(
+                class_id=klass.id,
+                test_id=test.id,
+                title=f"Bench {n}",
+                state="waiting",
+                scheduled_at=now,
+                created_by=teacher.id,
+                created_at=now,
+            )
+            s.add(session)
+            await s.flush()
+            world.sessions.append(str(session.id))
+            world.proctors.append(
+                (Principal(teacher.id, teacher.username, "teacher"), str(session.id))
+            )
+            world.candidates += [
+                (Principal(u.id, u.username, "student"), str(session.id)) for u in mine
+            ]
+    await engine.dispose()
+    return world
+
+
+# ---- the actors ----
+
+
+@dataclass
+class Candidate:
+    who: Principal
+    session_id: str
+    token: str
+    base: str
+    attempt_id: str | None = None
+    seq: int = 0
+    pending: dict[int, float] = field(default_factory=dict)  # client_seq -> sent at
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    acked: set[int] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    positions: dict[str, str] = field(default_factory=dict)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    recovered: bool | None = None
+    ws: Any = None
+    reconnects: int = 0
+
+    def url(self) -> str:
+        query = ""
+        if self.positions:
+            query = "?last_event_id=" + ",".join(self.positions.values())
+        return f"{self.base}/api/v1/sessions/{self.session_id}/ws{query}"
+
+    async def live(self, stop: asyncio.Event) -> None:
+        """Stay connected until stopped, reconnecting with backoff and full jitter."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with websockets.connect(self.url(), open_timeout=30, max_size=None) as ws:
+                    self.ws = ws
+                    await ws.send(json.dumps({"type": "auth", "data": {"token": self.token}}))
+                    failures = 0
+                    for seq in list(self.pending):  # the outbox, replayed
+                        await self._send_answer(seq)
+                    await self._read(ws)
+            except (websockets.ConnectionClosed, OSError, TimeoutError) as exc:
+                self.errors.append(type(exc).__name__)
+            self.ws = None
+            self.synced.clear()
+            if stop.is_set():
+                break
+            self.reconnects += 1
+            failures += 1
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.2 * 2**failures)))
+
+    async def _read(self, ws: Any) -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            kind = message["type"]
+            seq = message.get("seq")
+            if seq:
+                self.positions[seq.split(":", 1)[0]] = seq
+            data = message.get("data") or {}
+            if kind == "connected":
+                self.recovered = data.get("recovered")
+                for name, position in data.get("positions", {}).items():
+                    self.positions.setdefault(name, position)
+            elif kind == "state_sync_response":
+                attempt = data.get("attempt")
+                if attempt:
+                    self.attempt_id = attempt["id"]
+                    self.started.set()
+                self.synced.set()
+            elif kind == "session_started":
+                if data.get("attempt_id"):
+                    self.attempt_id = data["attempt_id"]
+                    self.started.set()
+            elif kind == "answer_feedback":
+                sent = self.pending.pop(data["client_seq"], None)
+                self.acked.add(data["client_seq"])
+                if sent is not None:
+                    self.latencies.append(time.perf_counter() - sent)
+            elif kind == "error":
+                self.errors.append(data.get("code", "error"))
+
+    async def answer(self) -> None:
+        self.seq += 1
+        self.answers[self.seq] = {
+            "item_id": f"q{self.seq % ITEMS + 1}",
+            "response": "ABCD"[self.seq % 4],
+            "client_seq": self.seq,
+        }
+        self.pending[self.seq] = time.perf_counter()
+        await self._send_answer(self.seq)
+
+    async def _send_answer(self, seq: int) -> None:
+        if self.ws is None:
+            return
+        self.pending[seq] = time.perf_counter()
+        try:
+            await self.ws.send(json.dumps({"type": "answer_submitted", "data": self.answers[seq]}))
+        except websockets.ConnectionClosed:
+            pass
+
+
+@dataclass
+class Proctor:
+    who: Principal
+    session_id: str
+    token: str
+    base: str
+    seen: int = 0
+    fanout: list[float] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        url = f"{self.base}/api/v1/sessions/{self.session_id}/ws"
+        while not stop.is_set():
+            try:
+                async with websockets.connect(url, open_timeout=30, max_size=None) as ws:
+                    await ws.send(json.dumps({"type": "auth", "data": {"token": self.token}}))
+                    async for raw in ws:
+                        message = json.loads(raw)
+                        if message["type"] == "state_sync_response":
+                            self.ready.set()
+                        elif message["type"] == "answer_submitted":
+                            self.seen += 1
+                            at = datetime.fromisoformat(message["data"]["at"])
+                            self.fanout.append((datetime.now(UTC) - at).total_seconds())
+            except (websockets.ConnectionClosed, OSError, TimeoutError):
+                await asyncio.sleep(0.5)
+
+
+# ---- scenarios ----
+
+
+async def connect_all(
+    world: World, base: str, stop: asyncio.Event, rate: float
+) -> tuple[list[Candidate], list[Proctor], list[asyncio.Task[None]]]:
+    proctors = [Proctor(p, sid, world.tokens.issue(p), base) for p, sid in world.proctors]
+    tasks = [asyncio.create_task(p.watch(stop)) for p in proctors]
+    await asyncio.gather(*(p.ready.wait() for p in proctors))
+    candidates = [Candidate(c, sid, world.tokens.issue(c), base) for c, sid in world.candidates]
+    for n, c in enumerate(candidates):
+        tasks.append(asyncio.create_task(c.live(stop)))
+        if n % 50 == 49:
+            await asyncio.sleep(50 / rate)  # open connections at a civil rate
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(c.synced.wait() for c in candidates))
+    return candidates, proctors, tasks
+
+
+async def start_sessions(world: World, base: str, candidates: list[Candidate]) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base.replace("ws", "http", 1), timeout=300) as http:
+        for proctor, sid in world.proctors:
+            token = world.tokens.issue(proctor)
+            reply = await http.post(
+                f"/api/v1/sessions/{sid}/start", headers={"Authorization": f"Bearer {token}"}
+            )
+            reply.raise_for_status()
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(c.started.wait() for c in candidates))
+
+
+async def answering(candidates: list[Candidate], interval: float, stop: asyncio.Event) -> None:
+    async def one(c: Candidate) -> None:
+        await asyncio.sleep(random.uniform(0, interval))
+        while not stop.is_set():
+            await c.answer()
+            await asyncio.sleep(random.uniform(0.5 * interval, 1.5 * interval))  # think time
+
+    await asyncio.gather(*(one(c) for c in candidates))
+
+
+async def settle(candidates: list[Candidate], timeout: float = 120) -> None:
+    """Wait until every answer sent has been acknowledged (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(c.pending for c in candidates):
+        await asyncio.sleep(0.5)
+
+
+async def verify(settings: Settings, candidates: list[Candidate]) -> dict[str, int]:
+    """Lost: acknowledged but not in the database. Duplicated: stored twice. Missing: sent and
+    never acknowledged."""
+    engine = create_engine(settings)
+    db = create_sessionmaker(engine)
+    by_attempt: dict[str, list[int]] = {}
+    ids = [uuid.UUID(c.attempt_id) for c in candidates if c.attempt_id]
+    async with db() as s:
+        for chunk in range(0, len(ids), 1000):
+            rows = await s.execute(
+                select(ResponseEvent.attempt_id, ResponseEvent.client_seq).where(
+                    ResponseEvent.attempt_id.in_(ids[chunk : chunk + 1000])
+                )
+            )
+            for attempt_id, seq in rows:
+                by_attempt.setdefault(str(attempt_id), []).append(seq)
+    await engine.dispose()
+    lost = duplicated = missing = 0
+    for c in candidates:
+        stored = by_attempt.get(c.attempt_id or "", [])
+        duplicated += len(stored) - len(set(stored))
+        lost += len(c.acked - set(stored))
+        missing += len(set(c.answers) - c.acked)
+    return {"lost": lost, "duplicated": duplicated, "missing_acks": missing}
+
+
+def summary(candidates: list[Candidate], proctors: list[Proctor], seconds: float) -> dict[str, Any]:
+    latencies = [x for c in candidates for x in c.latencies]
+    errors: dict[str, int] = {}
+    for c in candidates:
+        for e in c.errors:
+            errors[e] = errors.get(e, 0) + 1
+    return {
+        "answers_sent": sum(len(c.answers) for c in candidates),
+        "answers_acked": sum(len(c.acked) for c in candidates),
+        "ack_per_second": round(len(latencies) / seconds, 1) if seconds else None,
+        "ack_latency": percentiles(latencies),
+        "fanout_latency": percentiles([x for p in proctors for x in p.fanout]),
+        "proctor_events": sum(p.seen for p in proctors),
+        "reconnects": sum(c.reconnects for c in candidates),
+        "errors": errors,
+    }
+
+
+async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+    stop = asyncio.Event()
+    candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
+    await start_sessions(world, base, candidates)
+    halt = asyncio.Event()
+    load = asyncio.create_task(answering(candidates, args.interval, halt))
+    began = time.perf_counter()
+    await asyncio.sleep(args.duration)
+    halt.set()
+    await load
+    elapsed = time.perf_counter() - began
+    await settle(candidates)
+    result = summary(candidates, proctors, elapsed)
+    result["timeline"] = [round(x * 1000, 1) for c in candidates for x in c.latencies[:50]]
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    result["database"] = await verify(world.settings, candidates)
+    return result
+
+
+async def storm(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Everyone drops at once and comes back within 5 s: time until each is resynced, and how
+    many resumed from the Redis streams (`recovered: true`) rather than a database snapshot."""
+    stop = asyncio.Event()
+    candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
+    await start_sessions(world, base, candidates)
+    halt = asyncio.Event()
+    load = asyncio.create_task(answering(candidates, args.interval, halt))
+    await asyncio.sleep(args.warmup)
+    dropped = time.perf_counter()
+    for c in candidates:
+        c.synced.clear()
+        c.recovered = None
+        if c.ws is not None:
+            await c.ws.close()  # the client side drops; live() reconnects within 5 s
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(c.synced.wait() for c in candidates))
+    back = time.perf_counter() - dropped
+    await asyncio.sleep(5)
+    halt.set()
+    await load
+    await settle(candidates)
+    result = summary(candidates, proctors, time.perf_counter() - dropped)
+    result["storm"] = {
+        "candidates": len(candidates),
+        "all_resynced_s": round(back, 2),
+        "recovered_from_streams": sum(1 for c in candidates if c.recovered is True),
+    }
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    result["database"] = await verify(world.settings, candidates)
+    return result
+
+
+async def expiry(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+    """N running attempts whose deadlines fall in the same second: how long until every one is
+    expired by the workers' sweepers (they learn the deadlines by reconciling with the
+    database, as after a Redis loss)."""
+    engine = create_engine(world.settings)
+    db = create_sessionmaker(engine)
+    async with db() as s, s.begin():
+        test_id = await s.scalar(select(GroupSession.test_id).limit(1))
+        form = [str(i) for i in await s.scalars(select(Item.id).where(Item.test_id == test_id))]
+        now = datetime.now(UTC)
+        due = now + timedelta(seconds=args.lead)
+        s.add_all(
+            Attempt(
+                test_id=test_id,
+                user_id=c.user_id,
+                attempt_number=100,
+                state="in_progress",
+                form=form,
+                extra_seconds=0,
+                position=0,
+                created_at=now,
+                started_at=now,
+                deadline=due,
+            )
+            for c, _ in world.candidates[: args.attempts]
+        )
+    due_with_grace = due + world.settings.grace
+    while True:
+        await asyncio.sleep(0.05)
+        async with db() as s:
+            left = await s.scalar(
+                select(func.count()).where(Attempt.deadline == due, Attempt.state == "in_progress")
+            )
+        if left == 0:
+            break
+    done = datetime.now(UTC)
+    async with db() as s:
+        expired = await s.scalar(
+            select(func.count()).where(Attempt.deadline == due, Attempt.state == "expired")
+        )
+        last = await s.scalar(select(func.max(Attempt.ended_at)).where(Attempt.deadline == due))
+    await engine.dispose()
+    return {
+        "attempts": args.attempts,
+        "expired": expired,
+        "lag_until_all_expired_s": round((done - due_with_grace).total_seconds(), 2),
+        "lag_of_last_end_s": round(((last or done) - due_with_grace).total_seconds(), 2),
+    }
+
+
+SCENARIOS = {"steady": steady, "storm": storm, "expiry": expiry}
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    database = os.environ.get(
+        "EXAMSERVER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
+    )
+    redis = os.environ.get("EXAMSERVER_REDIS_URL", "redis://127.0.0.1:6379/14")
+    await ensure_database(database)
+    env = os.environ | {
+        "EXAMSERVER_ENVIRONMENT": "test",
+        "EXAMSERVER_DATABASE_URL": database,
+        "EXAMSERVER_REDIS_URL": redis,
+        "EXAMSERVER_REDIS_PREFIX": f"bench{secrets.token_hex(3)}:exam:v1",
+        "EXAMSERVER_JWT_SECRET": SECRET,
+        "EXAMSERVER_LEDGER_KEY": SECRET + "-ledger",
+        "EXAMSERVER_RECONCILE_INTERVAL_SECONDS": "2",
+        "EXAMSERVER_LOG_FORMAT": "json",
+    }
+    settings = Settings(
+        **{
+            k.removeprefix("EXAMSERVER_").lower(): v
+            for k, v in env.items()
+            if k.startswith("EXAMSERVER_")
+        }
+    )
+    upgrade(settings.database_url)
+    world = await seed(settings, max(args.candidates, args.attempts), args.proctors)
+    port = free_port()
+    cluster = LocalCluster(
+        workers=args.workers,
+        port=port,
+        prefix=Path(tempfile.mkdtemp(prefix="examserver-bench-")),
+        env=env,
+    )
+    await asyncio.to_thread(cluster.start)
+    try:
+        began = datetime.now(UTC)
+        result = await SCENARIOS[args.scenario](world, f"ws://127.0.0.1:{port}", args)
+    finally:
+        await asyncio.to_thread(cluster.stop)
+    return {
+        "scenario": args.scenario,
+        "date": began.isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores",
+        "workers": args.workers,
+        "candidates": args.candidates,
+        "proctors": args.proctors,
+        "interval_s": args.interval,
+        "duration_s": args.duration,
+        "command": "python -m bench.load " + " ".join(args.argv),
+        **result,
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    samples = result.get("timeline") or []
+    if not samples:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(samples, bins=60)
+    ax.set_xlabel("answer ack latency (ms)")
+    ax.set_ylabel("answers")
+    ax.set_title(
+        f"{result['scenario']}: {result['candidates']} candidates, {result['workers']} workers"
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--candidates", type=int, default=2000)
+    parser.add_argument("--proctors", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between answers")
+    parser.add_argument("--duration", type=float, default=300.0, help="steady: seconds of load")
+    parser.add_argument("--warmup", type=float, default=20.0, help="storm: seconds before the drop")
+    parser.add_argument("--attempts", type=int, default=2000, help="expiry: attempts due at once")
+    parser.add_argument(
+        "--lead", type=float, default=15.0, help="expiry: seconds until they are due"
+    )
+    parser.add_argument("--connect-rate", type=float, default=400.0, help="new sockets per second")
+    args = parser.parse_args()
+    args.argv = sys.argv[1:]
+    result = asyncio.run(main(args))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = RESULTS / f"{args.scenario}-{stamp}.json"
+    out.write_text(json.dumps(result, indent=2))
+    png = plot(result, out.with_suffix(".png"))
+    shown = {k: v for k, v in result.items() if k != "timeline"}
+    print(json.dumps(shown, indent=2))
+    print(f"written: {out}" + (f" and {png}" if png else ""))
+
+
+if __name__ == "__main__":
+    cli()
