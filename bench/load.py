@@ -219,7 +219,11 @@ class Candidate:
                     failures = 0
                     for seq in list(self.pending):  # the outbox, replayed
                         await self._send_answer(seq)
-                    await self._read(ws)
+                    beat = asyncio.create_task(self._heartbeat(ws))
+                    try:
+                        await self._read(ws)
+                    finally:
+                        beat.cancel()
             except (websockets.ConnectionClosed, OSError, TimeoutError) as exc:
                 self.errors.append(type(exc).__name__)
             self.ws = None
@@ -229,6 +233,13 @@ class Candidate:
             self.reconnects += 1
             failures += 1
             await asyncio.sleep(random.uniform(0, min(5.0, 0.2 * 2**failures)))
+
+    @staticmethod
+    async def _heartbeat(ws: Any) -> None:
+        """Every 15 s, as the app does: the server closes a socket silent for 45 s."""
+        while True:
+            await asyncio.sleep(15)
+            await ws.send(json.dumps({"type": "heartbeat", "data": {}}))
 
     async def _read(self, ws: Any) -> None:
         async for raw in ws:
@@ -402,10 +413,19 @@ def summary(candidates: list[Candidate], proctors: list[Proctor], seconds: float
     }
 
 
+def phase(name: str, since: float) -> float:
+    now = time.perf_counter()
+    print(f"  {name}: {now - since:.1f} s", flush=True)
+    return now
+
+
 async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
+    t = time.perf_counter()
     candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
+    t = phase("all connected", t)
     await start_sessions(world, base, candidates)
+    t = phase("sessions started", t)
     halt = asyncio.Event()
     load = asyncio.create_task(answering(candidates, args.interval, halt))
     began = time.perf_counter()
@@ -413,7 +433,9 @@ async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str,
     halt.set()
     await load
     elapsed = time.perf_counter() - began
+    t = phase("load", t)
     await settle(candidates)
+    phase("settled", t)
     result = summary(candidates, proctors, elapsed)
     result["timeline"] = [round(x * 1000, 1) for c in candidates for x in c.latencies[:50]]
     stop.set()
@@ -534,8 +556,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if k.startswith("EXAMSERVER_")
         }
     )
-    upgrade(settings.database_url)
-    world = await seed(settings, max(args.candidates, args.attempts), args.proctors)
+    await asyncio.to_thread(upgrade, settings.database_url)
+    people = args.attempts if args.scenario == "expiry" else args.candidates
+    world = await seed(settings, people, args.proctors)
     port = free_port()
     cluster = LocalCluster(
         workers=args.workers,
