@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery_service.domain.errors import Conflict, DomainError
@@ -41,6 +42,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "seb_required": 403,
     "seb_key_invalid": 403,
     "ledger_staff_only": 403,
+}
+
+
+UNAVAILABLE = {
+    "redis_unavailable": "live state is unavailable; retry shortly",
+    "database_unavailable": "the database is unavailable or busy; retry shortly",
 }
 
 
@@ -76,6 +83,16 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def unavailable_code(error: BaseException) -> str | None:
+    """The retryable code for a backing service failing under a request, if that is what
+    happened (Redis down, the database down or its connection pool exhausted under load)."""
+    if isinstance(error, RedisError):
+        return "redis_unavailable"
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+        return "database_unavailable"
+    return None
 
 
 def status_for(error: DomainError) -> int:
@@ -140,15 +157,13 @@ def install(app: FastAPI) -> None:
         runtime = getattr(request.app.state, "runtime", None)
         if runtime is not None:
             runtime.metrics.failure("http", exc)
-        if isinstance(exc, RedisError):
-            body = error_body("redis_unavailable", "live state is unavailable; retry shortly")
-        else:
-            body = error_body("database_unavailable", "the database is unavailable; retry")
-        return _json(503, body, {"Retry-After": "2"})
+        code = unavailable_code(exc) or "database_unavailable"
+        return _json(503, error_body(code, UNAVAILABLE[code]), {"Retry-After": "2"})
 
     app.add_exception_handler(RedisError, unavailable)
     app.add_exception_handler(OperationalError, unavailable)
     app.add_exception_handler(InterfaceError, unavailable)
+    app.add_exception_handler(PoolTimeout, unavailable)
     app.add_exception_handler(DomainError, domain)
     app.add_exception_handler(ApiError, api)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -28,7 +28,12 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from delivery_service.api import protocol as p
-from delivery_service.api.errors import status_for, validation_details
+from delivery_service.api.errors import (
+    UNAVAILABLE,
+    status_for,
+    unavailable_code,
+    validation_details,
+)
 from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event
@@ -380,6 +385,11 @@ class LiveConnection:
                 self.supersede()
         except Exception as exc:
             self.rt.metrics.failure("socket", exc)
+            code = unavailable_code(exc)
+            if code is not None:  # retryable: the client keeps the message and sends it again
+                log.warning("socket handler on %s: %s", body["type"], type(exc).__name__)
+                await self.error(code, UNAVAILABLE[code], re=message.id)
+                return
             log.exception("socket handler failed on %s", body["type"])
             await self.error("internal_error", "the server failed; retry", re=message.id)
 

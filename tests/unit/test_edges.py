@@ -70,3 +70,18 @@ def test_the_published_json_schema_matches_the_code() -> None:
         "docs/ws-protocol.schema.json is stale: run `examserver ws-schema --output "
         "docs/ws-protocol.schema.json`"
     )
+
+
+def test_backing_service_failures_get_retryable_codes_and_nothing_else_does() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from delivery_service.api.errors import unavailable_code
+
+    assert unavailable_code(RedisConnectionError("gone")) == "redis_unavailable"
+    assert unavailable_code(PoolTimeout("QueuePool limit reached")) == "database_unavailable"
+    assert unavailable_code(OperationalError("SELECT 1", {}, Exception("down"))) == (
+        "database_unavailable"
+    )
+    assert unavailable_code(ValueError("a bug")) is None
