@@ -580,7 +580,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "candidates": args.candidates,
         "proctors": args.proctors,
         "interval_s": args.interval,
-        "duration_s": args.duration,
+        "duration_s": args.duration if args.scenario == "steady" else None,
         "command": "python -m bench.load " + " ".join(args.argv),
         **result,
     }
