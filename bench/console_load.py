@@ -27,8 +27,8 @@ import httpx
 import websockets
 from playwright.async_api import async_playwright
 
+from bench.seeding import choice_test
 from delivery_service.embedded import running_server
-from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import Principal, hash_password
 from delivery_service.settings import Settings
@@ -65,18 +65,7 @@ async def seed(settings: Settings, students: int) -> tuple[str, list[Principal],
         ]
         s.add_all([teacher, *users])
         await s.flush()
-        items = [
-            ChoiceItemIn(
-                identifier=f"q{i}",
-                prompt=f"Question {i}?",
-                correct=["A"],
-                choices=[Choice(identifier=c, text=c) for c in "ABCD"],
-            )  # fmt: skip
-            for i in range(1, 6)
-        ]
-        test = await add_test(
-            s, TestIn(title="Bench", time_limit_seconds=3600, items=items), created_by=teacher.id
-        )
+        test = await add_test(s, choice_test("Bench"), created_by=teacher.id)
         klass = Class(name="Bench class", state="active", created_by=teacher.id, created_at=now)
         s.add(klass)
         await s.flush()

@@ -39,8 +39,8 @@ import numpy as np
 import websockets
 from sqlalchemy import func, select
 
+from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
-from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import Principal, TokenService, hash_password
 from delivery_service.settings import Settings
@@ -134,18 +134,9 @@ async def seed(settings: Settings, candidates: int, proctors: int) -> World:
         ]
         s.add_all([*users, *teachers])
         await s.flush()
-        items = [
-            ChoiceItemIn(
-                identifier=f"q{i}",
-                prompt=f"Question {i}?",
-                correct=["A"],
-                choices=[Choice(identifier=c, text=c) for c in "ABCD"],
-            )
-            for i in range(1, ITEMS + 1)
-        ]
         test = await add_test(
             s,
-            TestIn(title=f"Bench {run}", time_limit_seconds=3 * 3600, items=items),
+            choice_test(f"Bench {run}", items=ITEMS, time_limit_seconds=3 * 3600),
             created_by=teachers[0].id,
         )
         for n, teacher in enumerate(teachers):
