@@ -55,6 +55,12 @@ class Metrics:
             "examserver_database_errors_total", "database failures, by where", ["where"],
             registry=r,
         )  # fmt: skip
+        self.connections_refused = Counter(
+            "examserver_ws_refused_total",
+            "WebSocket handshakes turned away before any work, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.queue_drops = Counter(
             "examserver_send_queue_drops_total",
             "sockets closed because they could not keep up with their send queue",

@@ -172,7 +172,10 @@ class Runtime:
                 reconcile_every=settings.reconcile_interval_seconds,
                 metrics=metrics,
             ),
-            sockets=SocketRegistry(),
+            sockets=SocketRegistry(
+                accept_rate=settings.ws_accept_rate_per_second,
+                accept_burst=settings.ws_accept_burst,
+            ),
         )
 
     async def start(self) -> None:

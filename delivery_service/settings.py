@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "127.0.0.1",
         description="proxies trusted for X-Forwarded-Proto/For (comma-separated, or *)",
     )
+    ws_accept_rate_per_second: float = Field(
+        200.0,
+        description="new WebSockets a worker accepts per second (beyond: close 1013, retry)",
+    )
+    ws_accept_burst: int = 400
     ws_ticket_ttl_seconds: int = 30
     ws_auth_timeout_seconds: float = 5.0
     ws_max_message_bytes: int = 64 * 1024

@@ -76,8 +76,15 @@ class Rejected(Exception):
 class SocketRegistry:
     """This worker's open sockets, so a draining worker can tell each to reconnect elsewhere."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, accept_rate: float = 200.0, accept_burst: int = 400) -> None:
         self._open: set[LiveConnection] = set()
+        # DESIGN §6: a reconnect storm must not starve the sockets already open. Joining costs
+        # database and Redis work; past this rate a newcomer is told to come back (1013) before
+        # any of it is done, and its backoff with jitter spreads the storm out.
+        self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst)
+
+    def admit(self) -> bool:
+        return self._accepts.take()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -168,6 +175,11 @@ class LiveConnection:
             return
         if not origin_allowed(self.ws, self.rt.settings.allowed_origins):
             await self.ws.close(code=CLOSE_POLICY)
+            return
+        if not self.rt.sockets.admit():
+            self.rt.metrics.connections_refused.labels("rate").inc()
+            await self.ws.accept()
+            await self.ws.close(code=CLOSE_OVERLOADED, reason="busy: reconnect shortly")
             return
         ticket = self.ws.query_params.get("ticket")
         if ticket is not None:
