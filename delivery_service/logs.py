@@ -49,16 +49,28 @@ def request_id(header: str | None) -> str:
 
 
 class ScrubSecrets(logging.Filter):
-    """Scrub the formatted message, not its parts: scrubbing a format string could remove a
-    `%s` (as in `ticket=%s`) and break the line, and a secret can span a placeholder."""
+    """Scrub secrets out of a record, keeping its arguments when that is enough (uvicorn's
+    access formatter needs them), else replacing it with the scrubbed message: scrubbing only a
+    format string could remove a `%s` (as in `ticket=%s`) and break the line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed call: keep it visible, scrubbed
-            message = f"{record.msg} {record.args}"
-        record.msg = scrub(message)
-        record.args = ()
+            record.msg, record.args = scrub(f"{record.msg} {record.args}"), ()
+            return True
+        if scrub(message) == message:
+            return True
+        if isinstance(record.args, tuple) and record.args:
+            args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
+            try:
+                rebuilt = str(record.msg) % args
+            except (TypeError, ValueError):
+                rebuilt = ""
+            if rebuilt and scrub(rebuilt) == rebuilt:
+                record.args = args
+                return True
+        record.msg, record.args = scrub(message), ()
         return True
 
 

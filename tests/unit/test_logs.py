@@ -43,3 +43,14 @@ def test_tickets_tokens_and_bearer_values_are_scrubbed() -> None:
     assert bearer["message"] == "Authorization: Bearer ***"
     failed = render(record("handler failed", exc=True))
     assert "abc123" not in str(failed["exception"])
+
+
+def test_uvicorns_own_access_formatter_still_gets_its_arguments() -> None:
+    from uvicorn.logging import AccessFormatter
+
+    access = record(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/ws?ticket=s3cret", "1.1", 101
+    )
+    ScrubSecrets().filter(access)
+    line = AccessFormatter('%(client_addr)s "%(request_line)s" %(status_code)s').format(access)
+    assert line == '127.0.0.1:1 "GET /ws?ticket=*** HTTP/1.1" 101 Switching Protocols'
