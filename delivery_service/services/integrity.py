@@ -138,14 +138,21 @@ class IntegrityService:
         async with self._sessions() as s:
             async with s.begin():
                 x = await self._context(s, principal, attempt_id, session_id)
+                # Two queries per batch, not two per event: what was stored before under these
+                # ids (a resend), and how many events of each type the candidate has so far.
+                known = await self._prior(s, principal.user_id, events)
+                counts = await self._counts(x)
                 acks: list[Recorded] = []
                 fresh: list[LedgerEvent] = []
                 for event in events:
-                    prior = await self._prior(s, principal.user_id, event.client_event_id)
+                    prior = known.get(event.client_event_id or "")
                     row = prior or await self._ledger.append(s, self._entry(x, event), x.now)
                     if prior is None:
                         fresh.append(row)
-                    acks.append(await self._ack(x, row, event, duplicate=prior is not None))
+                        counts[row.type] = counts.get(row.type, 0) + 1
+                        if event.client_event_id:
+                            known[event.client_event_id] = row
+                    acks.append(self._ack(x, row, event, counts, duplicate=prior is not None))
                 if fresh and x.attempt is not None:
                     await self._apply_rules(x, fresh)
             for ack in acks:
@@ -209,39 +216,54 @@ class IntegrityService:
 
     @staticmethod
     async def _prior(
-        s: AsyncSession, user_id: uuid.UUID, client_event_id: str | None
-    ) -> LedgerEvent | None:
-        if client_event_id is None:
-            return None
-        found: LedgerEvent | None = await s.scalar(
+        s: AsyncSession, user_id: uuid.UUID, events: Sequence[Reported]
+    ) -> dict[str, LedgerEvent]:
+        ids = [e.client_event_id for e in events if e.client_event_id]
+        if not ids:
+            return {}
+        rows = await s.scalars(
             select(LedgerEvent).where(
-                LedgerEvent.actor_id == user_id, LedgerEvent.client_event_id == client_event_id
+                LedgerEvent.actor_id == user_id, LedgerEvent.client_event_id.in_(ids)
             )
         )
-        return found
+        return {row.client_event_id: row for row in rows if row.client_event_id}
 
-    async def _ack(
-        self, x: _Context, row: LedgerEvent, event: Reported, *, duplicate: bool
-    ) -> Recorded:
+    @staticmethod
+    async def _counts(x: _Context) -> dict[str, int]:
+        """The candidate's events so far by type, in the session (or the attempt's chain)."""
         scope = (
             LedgerEvent.session_id == x.session_id
             if x.session_id is not None
             else LedgerEvent.chain == x.chain
         )
-        # Counted by the message type the client used, as the acknowledgement documents it.
-        same_type = (
-            LedgerEvent.type.in_(ev.CANDIDATE_KINDS - {ev.TAB_VIOLATION, ev.TEXT_HIGHLIGHTED})
-            if event.wire_type == "integrity_event"
-            else LedgerEvent.type == event.wire_type
-        )
-        count = await x.s.scalar(
-            select(func.count()).where(
+        rows = await x.s.execute(
+            select(LedgerEvent.type, func.count())
+            .where(
                 scope,
                 LedgerEvent.candidate_id == x.principal.user_id,
                 LedgerEvent.source == "candidate",
-                same_type,
+                LedgerEvent.type.in_(ev.CANDIDATE_KINDS),
             )
+            .group_by(LedgerEvent.type)
         )
+        return {type_: int(n) for type_, n in rows}
+
+    @staticmethod
+    def _ack(
+        x: _Context,
+        row: LedgerEvent,
+        event: Reported,
+        counts: dict[str, int],
+        *,
+        duplicate: bool,
+    ) -> Recorded:
+        # Counted by the message type the client used, as the acknowledgement documents it:
+        # `integrity_event` covers every kind but the two with messages of their own.
+        if event.wire_type == "integrity_event":
+            own = (ev.TAB_VIOLATION, ev.TEXT_HIGHLIGHTED)
+            count = sum(n for type_, n in counts.items() if type_ not in own)
+        else:
+            count = counts.get(event.wire_type, 0)
         feed = dict(row.payload)
         if event.wire_type == "integrity_event":
             feed["kind"] = row.type
@@ -250,7 +272,7 @@ class IntegrityService:
             "student_id": str(x.principal.user_id),
             "username": x.principal.username,
             "attempt_id": str(row.attempt_id) if row.attempt_id else None,
-            "count": int(count or 0),
+            "count": count,
             "client_time": iso(row.client_time) if row.client_time else None,
             "client_event_id": row.client_event_id,
             "duplicate": duplicate,
@@ -263,7 +285,7 @@ class IntegrityService:
             client_event_id=row.client_event_id,
             duplicate=duplicate,
             at=row.server_time,
-            count=int(count or 0),
+            count=count,
             feed=feed,
         )
 

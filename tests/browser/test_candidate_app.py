@@ -57,12 +57,12 @@ def watch(page: Page) -> list[str]:
     return problems
 
 
-async def sign_in_and_start(page: Page, served: Served) -> None:
+async def sign_in_and_start(page: Page, served: Served, title: str = "Chemistry") -> None:
     await page.goto(served.url + "/")
     await page.fill("input[name=username]", "student1")
     await page.fill("input[name=password]", PASSWORD)
     await page.keyboard.press("Enter")
-    await page.click("#tests button >> text=Chemistry")
+    await page.click(f"#tests button >> text={title}")
     await expect(page.locator("#item-title")).to_have_text("Question 1 of 4")
 
 
@@ -386,12 +386,7 @@ async def test_a_locked_down_self_paced_exam_prompts_blocks_reports_and_flags(
     await teacher.post("/tests", sample_test(title="Locked", lockdown=lockdown), expect=201)
     page = await context.new_page()
     problems = watch(page)
-    await page.goto(served.url + "/")
-    await page.fill("input[name=username]", "student1")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.keyboard.press("Enter")
-    await page.click("#tests button >> text=Locked")
-    await expect(page.locator("#item-title")).to_have_text("Question 1 of 4")
+    await sign_in_and_start(page, served, "Locked")
     await expect(page.locator("#fullscreen-prompt")).to_be_visible()
     await shot(page, "09-fullscreen-required")
 
