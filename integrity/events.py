@@ -50,12 +50,13 @@ ATTEMPT_CREATED = "attempt_created"
 ATTEMPT_STARTED = "attempt_started"
 ANSWER_SAVED = "answer_saved"
 LOGIN = "login"
-LOGIN_FAILED = "login_failed"
 TICKET_ISSUED = "ticket_issued"
 VIOLATION = "violation"
-ATTEMPT_ENDED = {"submit": "attempt_submitted", "expire": "attempt_expired"}
 
-# Staff actions (the audit trail). Those that change a candidate's outcome need a reason.
+# Staff actions (the audit trail) are recorded under their own names (attempt_paused,
+# attempt_resumed, session_cancelled, session_deleted, notice_sent, lockdown_changed, …). Those that
+# change a candidate's outcome need a reason; a pause is undone by a resume, so its reason is
+# optional.
 STAFF_ACTIONS_NEEDING_REASON = frozenset(
     {
         "time_extended",
@@ -65,11 +66,3 @@ STAFF_ACTIONS_NEEDING_REASON = frozenset(
         "grade_changed",
     }
 )
-STAFF_ACTIONS = STAFF_ACTIONS_NEEDING_REASON | {
-    "attempt_paused",  # a pause is undone by a resume: recorded, its reason optional
-    "attempt_resumed",
-    "session_cancelled",
-    "session_deleted",
-    "notice_sent",
-    "item_edited",
-}

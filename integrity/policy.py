@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Action = Literal["warn", "flag", "pause", "terminate"]
-ACTIONS: tuple[Action, ...] = ("warn", "flag", "pause", "terminate")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
