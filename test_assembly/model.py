@@ -330,6 +330,8 @@ class Blueprint(Strict):
 class TestDefinition(Strict):
     """A whole test as a package carries it: what QTI import produces and export consumes."""
 
+    __test__ = False  # not a pytest class, whatever its name says
+
     identifier: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER)
     title: str = Field(min_length=1, max_length=200)
     time_limit_seconds: int = Field(ge=10, le=24 * 3600)
