@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
+from delivery_service.schemas import TestIn
+from test_assembly.model import ChoiceDef, ItemDefinition
 
 
 def choice_test(title: str, *, items: int = 5, time_limit_seconds: int = 3600) -> TestIn:
@@ -10,11 +11,11 @@ def choice_test(title: str, *, items: int = 5, time_limit_seconds: int = 3600) -
         title=title,
         time_limit_seconds=time_limit_seconds,
         items=[
-            ChoiceItemIn(
+            ItemDefinition(
                 identifier=f"q{i}",
                 prompt=f"Question {i}?",
                 correct=["A"],
-                choices=[Choice(identifier=c, text=c) for c in "ABCD"],
+                choices=[ChoiceDef(identifier=c, text=c) for c in "ABCD"],
             )
             for i in range(1, items + 1)
         ],

@@ -17,6 +17,7 @@ from delivery_service.api.attempt_socket import router as attempt_socket_router
 from delivery_service.api.routes import (
     attempts,
     auth,
+    bank,
     classes,
     health,
     integrity,
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIds)
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
-    for module in (auth, users, tests, attempts, classes, sessions, integrity):
+    for module in (auth, users, tests, bank, attempts, classes, sessions, integrity):
         api.include_router(module.router)
     api.include_router(attempt_socket_router)
     api.include_router(session_socket_router)

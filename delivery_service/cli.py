@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--attempt", type=uuid.UUID, help="only this attempt's chain")
     verify.add_argument("--json", action="store_true", help="one JSON object per chain")
 
+    qti_in = sub.add_parser("import-qti", help="import a QTI 3.0 (or 2.1/2.2) content package")
+    qti_in.add_argument("package", type=Path, help="the .zip")
+    qti_in.add_argument("--all-or-nothing", action="store_true", help="refuse on any problem")
+    qti_in.add_argument("--as", dest="username", help="staff user recorded as the author")
+    qti_out = sub.add_parser("export-qti", help="write a test as a QTI 3.0 content package")
+    qti_out.add_argument("test_id", type=uuid.UUID)
+    qti_out.add_argument("out", type=Path, help="the .zip to write")
+    qti_out.add_argument("--as", dest="username", help="staff user recorded as the exporter")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -166,6 +175,85 @@ async def _verify(settings: Settings, attempt: uuid.UUID | None) -> list[Any]:
         await engine.dispose()
 
 
+def run_import_qti(args: argparse.Namespace) -> int:
+    from delivery_service.domain.errors import DomainError
+
+    try:
+        result = asyncio.run(
+            _with_catalog(
+                Settings(),
+                args.username,
+                lambda catalog, who: catalog.import_qti(
+                    who, args.package.read_bytes(), all_or_nothing=args.all_or_nothing
+                ),
+            )
+        )
+    except DomainError as refused:
+        print(f"examserver: {refused.code}: {refused.message}", file=sys.stderr)
+        for problem in refused.details.get("problems", []):
+            print(f"  {problem['file']} {problem['identifier'] or ''}: {problem['reason']}",
+                  file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"QTI {result.version} package imported")
+    for identifier, outcome in result.items.items():
+        print(f"  item {identifier}: {outcome}")
+    if result.test_id:
+        print(f"  test {result.test_id}")
+    for problem in result.problems:
+        print(f"  skipped {problem.file} {problem.identifier or ''}: {problem.reason}")
+    return 0
+
+
+def run_export_qti(args: argparse.Namespace) -> int:
+    from delivery_service.domain.errors import DomainError
+
+    try:
+        data = asyncio.run(
+            _with_catalog(
+                Settings(),
+                args.username,
+                lambda catalog, who: catalog.export_qti(who, args.test_id),
+            )
+        )
+    except DomainError as refused:
+        print(f"examserver: {refused.code}: {refused.message}", file=sys.stderr)
+        return 1
+    args.out.write_bytes(data)
+    print(f"wrote {args.out} ({len(data)} bytes)")
+    return 0
+
+
+async def _with_catalog(settings: Settings, username: str | None, use: Any) -> Any:
+    """Run `use(catalog, principal)` as a staff user (named, or the first admin)."""
+    from sqlalchemy import select
+
+    from delivery_service.domain.errors import Forbidden
+    from delivery_service.services.catalog import CatalogService
+    from delivery_service.services.security import Principal
+    from delivery_service.storage.database import create_engine, create_sessionmaker
+    from delivery_service.storage.ledger import Ledger
+    from delivery_service.storage.models import User
+
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with sessions() as s:
+            stmt = select(User).order_by(User.created_at)
+            stmt = (
+                stmt.where(User.username == username)
+                if username
+                else stmt.where(User.role == "admin")
+            )
+            user = await s.scalar(stmt.limit(1))
+        if user is None or user.role not in ("admin", "teacher"):
+            raise Forbidden(f"no staff user {username or '(admin)'} to act as")
+        principal = Principal(user.id, user.username, user.role)  # type: ignore[arg-type]
+        catalog = CatalogService(sessions=sessions, ledger=Ledger(settings.ledger_key.encode()))
+        return await use(catalog, principal)
+    finally:
+        await engine.dispose()
+
+
 def run_schema(args: argparse.Namespace) -> int:
     from delivery_service.api.protocol import json_schema
 
@@ -240,6 +328,8 @@ COMMANDS = {
     "ws-schema": run_schema,
     "verify-ledger": run_verify,
     "cluster": run_cluster,
+    "import-qti": run_import_qti,
+    "export-qti": run_export_qti,
 }
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.schemas import Choice, ChoiceItemIn, TestIn
+from delivery_service.schemas import TestIn
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import hash_password
 from delivery_service.storage.database import db_now
@@ -23,6 +23,7 @@ from delivery_service.storage.models import (
     User,
 )
 from integrity.policy import LockdownPolicy
+from test_assembly.model import ChoiceDef, ItemDefinition
 
 DEMO_PASSWORD = "demo"
 SAMPLE_TITLE = "Sample exam: general knowledge"
@@ -38,12 +39,12 @@ def demo_users() -> list[tuple[str, str, str]]:
 
 
 def sample_test(title: str = SAMPLE_TITLE) -> TestIn:
-    def choice(ident: str, prompt: str, options: list[str], correct: list[int]) -> ChoiceItemIn:
+    def choice(ident: str, prompt: str, options: list[str], correct: list[int]) -> ItemDefinition:
         letters = "ABCDEFGH"
-        return ChoiceItemIn(
+        return ItemDefinition(
             identifier=ident,
             prompt=prompt,
-            choices=[Choice(identifier=letters[i], text=t) for i, t in enumerate(options)],
+            choices=[ChoiceDef(identifier=letters[i], text=t) for i, t in enumerate(options)],
             correct=[letters[i] for i in correct],
         )
 

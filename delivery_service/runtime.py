@@ -31,6 +31,7 @@ from delivery_service.live.timers import Timers
 from delivery_service.metrics import Metrics
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptService
+from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
@@ -69,6 +70,7 @@ class Runtime:
     tokens: TokenService
     accounts: AccountService
     catalog: CatalogService
+    bank: ItemBankService
     attempts: AttemptService
     classes: ClassService
     group_sessions: SessionService
@@ -151,7 +153,8 @@ class Runtime:
                 ),
                 hash_cost=settings.password_hash_cost,
             ),
-            catalog=CatalogService(sessions=sessions),
+            catalog=CatalogService(sessions=sessions, ledger=ledger),
+            bank=ItemBankService(sessions=sessions, ledger=ledger),
             attempts=attempts,
             classes=ClassService(sessions=sessions),
             group_sessions=group_sessions,

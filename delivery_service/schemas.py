@@ -17,6 +17,7 @@ from pydantic import (
 
 from delivery_service.domain.timing import TimerView, iso
 from integrity.policy import LockdownPolicy
+from test_assembly.model import Blueprint, ItemDefinition, Policies
 
 UtcTime = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 
@@ -42,8 +43,15 @@ class Choice(BaseModel):
     text: str = Field(min_length=1, max_length=10_000)
 
 
+class Associable(BaseModel):
+    identifier: str
+    text: str
+    match_max: int = 1
+
+
 class DeliveredItem(BaseModel):
-    """An item as a candidate sees it: never its correct response or scoring."""
+    """An item as a candidate sees it: never its correct response or scoring. Which fields
+    are set depends on `type` (docs/api.md, "Interaction types")."""
 
     item_id: str
     type: str
@@ -51,6 +59,15 @@ class DeliveredItem(BaseModel):
     prompt: str
     choices: list[Choice] | None = None
     max_choices: int | None = None
+    min_choices: int | None = None
+    sources: list[Associable] | None = None
+    targets: list[Associable] | None = None
+    gap_texts: list[Associable] | None = None
+    gaps: list[str] | None = None
+    max_associations: int | None = None
+    expected_length: int | None = None
+    max_length: int | None = None
+    section: str | None = Field(None, description="the section this item belongs to")
 
 
 class ItemSummary(BaseModel):
@@ -154,37 +171,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ChoiceItemIn(StrictModel):
-    identifier: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["choice"] = "choice"
-    prompt: str = Field(min_length=1, max_length=20_000)
-    choices: list[Choice] = Field(min_length=2, max_length=50)
-    correct: list[str] = Field(min_length=1)
-    points: float = Field(1.0, ge=0, le=1000)
-    max_choices: int | None = Field(
-        None, ge=0, description="how many may be chosen; default 1 with one correct, else no cap"
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ChoiceItemIn:
-        ids = [c.identifier for c in self.choices]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"item {self.identifier}: choice identifiers must be unique")
-        unknown = sorted(set(self.correct) - set(ids))
-        if unknown:
-            raise ValueError(f"item {self.identifier}: correct names unknown choices {unknown}")
-        if self.max_choices is not None and 0 < self.max_choices < len(set(self.correct)):
-            raise ValueError(f"item {self.identifier}: max_choices is below the correct count")
-        return self
-
-
 class TestIn(StrictModel):
+    __test__ = False  # not a pytest class
+
     title: str = Field(min_length=1, max_length=200)
     time_limit_seconds: int = Field(ge=10, le=24 * 3600)
     navigation_mode: Literal["linear", "nonlinear"] = "nonlinear"
     attempt_limit: int = Field(1, ge=1, le=100)
     allow_pause: bool = Field(True, description="may a candidate pause their own attempt")
-    items: list[ChoiceItemIn] = Field(min_length=1, max_length=500)
+    items: list[ItemDefinition] = Field(
+        default_factory=list,
+        max_length=500,
+        description="the test's own items (any interaction type); without a blueprint they "
+        "are the form, in order",
+    )
+    blueprint: Blueprint | None = Field(
+        None, description="sections drawing from these items and the item bank"
+    )
+    policies: Policies = Field(default_factory=Policies)
     lockdown: LockdownPolicy = Field(default_factory=LockdownPolicy)
 
     @model_validator(mode="after")
@@ -192,6 +196,8 @@ class TestIn(StrictModel):
         ids = [i.identifier for i in self.items]
         if len(set(ids)) != len(ids):
             raise ValueError("item identifiers must be unique within a test")
+        if not self.items and self.blueprint is None:
+            raise ValueError("give the test items, a blueprint, or both")
         return self
 
 
@@ -201,8 +207,9 @@ class ItemOut(BaseModel):
     prompt: str
     choices: list[Choice] | None = None
     max_choices: int | None = None
-    correct: list[str] | None = Field(None, description="staff only")
+    correct: Any = Field(None, description="staff only")
     points: float | None = Field(None, description="staff only")
+    definition: ItemDefinition | None = Field(None, description="staff only: the whole item")
 
 
 class TestOut(BaseModel):
@@ -218,6 +225,39 @@ class TestOut(BaseModel):
     lockdown: dict[str, Any] = Field(
         default_factory=dict, description="the lockdown policy; SEB keys for staff only"
     )
+    blueprint: Blueprint | None = Field(None, description="staff only")
+    policies: Policies | None = Field(None, description="staff only")
+
+
+class BankItemOut(BaseModel):
+    """An item of the bank at one version (staff only)."""
+
+    id: uuid.UUID
+    identifier: str
+    state: Literal["active", "retired"] | str
+    version: int
+    version_id: uuid.UUID = Field(description="the immutable row attempts pin")
+    created_at: UtcTime
+    updated_at: UtcTime | None
+    item: ItemDefinition
+
+
+class ReasonedItemIn(StrictModel):
+    item: ItemDefinition
+    reason: str | None = Field(None, max_length=1000, description="kept in the item's history")
+
+
+class QtiProblem(BaseModel):
+    file: str
+    identifier: str | None
+    reason: str
+
+
+class QtiImportOut(BaseModel):
+    version: str = Field(description="the package's QTI version (2.1 and 2.2 are upgraded)")
+    items: dict[str, str] = Field(description="identifier -> created | updated | unchanged")
+    test_id: uuid.UUID | None
+    problems: list[QtiProblem] = Field(description="what was skipped, per item, and why")
 
 
 class UserOut(BaseModel):

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from test_assembly.interactions import INTERACTIONS, ItemContent, ResponseError
 
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+# QTI wants NCNames (no leading digit); tests written before the bank used "1", so it is allowed.
+IDENTIFIER = r"^[A-Za-z0-9_.\-]+$"
 InteractionType = Literal[
     "choice",
     "inline_choice",
@@ -325,6 +326,26 @@ class Blueprint(Strict):
     @property
     def adaptive(self) -> bool:
         return any(s.selection.mode == "adaptive" for s in self.sections)
+
+    @property
+    def draws_by_tag(self) -> bool:
+        """Does any section draw from the bank by tags (so the whole bank is a candidate)?"""
+        return any(not s.items for s in self.sections)
+
+    def form_length(self) -> int:
+        """How many items a form will have (an adaptive section: at most)."""
+        total = 0
+        for s in self.sections:
+            rule = s.selection
+            if rule.mode == "fixed":
+                total += len(s.items)
+            elif rule.mode in ("random", "pool"):
+                total += rule.count or 0
+            elif rule.mode == "stratified":
+                total += sum((rule.strata or {}).values())
+            else:
+                total += s.adaptive.max_items if s.adaptive else 0
+        return total
 
 
 class TestDefinition(Strict):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from delivery_service.domain.errors import Conflict, DomainError
+from delivery_service.domain.errors import Conflict, DomainError, Unprocessable
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_credentials": 401,
@@ -100,6 +100,8 @@ def status_for(error: DomainError) -> int:
         return 404
     if error.code in STATUS_BY_CODE:
         return STATUS_BY_CODE[error.code]
+    if isinstance(error, Unprocessable):
+        return 422
     return 409 if isinstance(error, Conflict) else 400
 
 

@@ -112,6 +112,15 @@ class Conflict(DomainError):
         super().__init__(message, **details)
 
 
+class Unprocessable(DomainError):
+    """Input that is well-formed but cannot be used (a package, a blueprint the bank cannot
+    fill); `code` names which, the status is 422."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        self.code = code
+        super().__init__(message, **details)
+
+
 class ReasonRequired(DomainError):
     """Staff actions that change a candidate's outcome must say why (the audit trail)."""
 

@@ -31,12 +31,12 @@ from delivery_service.domain.errors import (
     Conflict,
     DeadlinePassed,
     Forbidden,
+    InvalidResponse,
     NotFound,
     ReasonRequired,
     UnknownItem,
     VersionConflict,
 )
-from delivery_service.domain.interactions import ItemContent, interaction_for, score_attempt
 from delivery_service.domain.timing import iso, timer_view
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
@@ -55,6 +55,8 @@ from delivery_service.schemas import (
     Timer,
 )
 from delivery_service.services.after_commit import AfterCommit, run_safely
+from delivery_service.services.bank import available_items, candidate_of
+from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
@@ -71,6 +73,11 @@ from integrity import chain as sealing
 from integrity import events as ev
 from integrity.events import Source
 from integrity.policy import policy_of
+from test_assembly.assembly import Form, assemble
+from test_assembly.interactions import ItemContent, ResponseError, interaction_for
+from test_assembly.model import Policies
+from test_assembly.rng import new_seed
+from test_assembly.scoring import ScoringRules, score_form
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +225,22 @@ class AttemptService:
                 Attempt.test_id == test.id, Attempt.user_id == user_id
             )
         )
-        item_ids = await s.scalars(
-            select(Item.id).where(Item.test_id == test.id).order_by(Item.position)
-        )
+        seed = layout = None
+        if test.blueprint is None:
+            item_ids = await s.scalars(
+                select(Item.id).where(Item.test_id == test.id).order_by(Item.position)
+            )
+            form = [str(i) for i in item_ids]
+        else:
+            form, seed, layout = await self._assemble(s, test)
         attempt = Attempt(
             test_id=test.id,
             user_id=user_id,
             session_id=session_id,
             attempt_number=(used or 0) + 1,
-            form=[str(i) for i in item_ids],
+            form=form,
+            seed=seed,
+            layout=layout,
             created_at=now,
             extra_seconds=0,
             position=0,
@@ -237,9 +251,29 @@ class AttemptService:
         await self.log(
             Loaded(s, attempt, test, now), ev.ATTEMPT_CREATED, "server",
             payload={"test_id": str(test.id), "attempt_number": attempt.attempt_number,
-                     "form": attempt.form},
+                     "form": attempt.form, "layout": attempt.layout,
+                     "seed_sha256": sealing.digest(seed) if seed else None},
         )  # fmt: skip
         return attempt
+
+    @staticmethod
+    async def _assemble(s: AsyncSession, test: Test) -> tuple[list[str], str, dict[str, Any]]:
+        """Draw this attempt's form with a fresh secret seed and pin the item versions."""
+        blueprint = await blueprint_of(s, test)
+        rows = await available_items(
+            s, test.id, only=None if blueprint.draws_by_tag else blueprint.referenced()
+        )
+        seed = new_seed()
+        try:
+            drawn = assemble(blueprint, {k: candidate_of(r) for k, r in rows.items()}, seed)
+        except ValueError as short:
+            raise Conflict(
+                "form_unavailable",
+                f"the item bank cannot fill this test right now: {short}",
+                test_id=str(test.id),
+            ) from None
+        layout = drawn.as_json() | {"versions": {i: str(rows[i].id) for i in drawn.items}}
+        return [str(rows[i].id) for i in drawn.items], seed, layout
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async with self._sessions() as s, s.begin():
@@ -339,7 +373,10 @@ class AttemptService:
                 loaded = await self._load(s, attempt_id, principal, "owner", lock=True)
                 attempt = loaded.attempt
                 item = await self._item(s, attempt, item_id)
-                normalized = interaction_for(item).normalize(item, response)
+                try:
+                    normalized = interaction_for(item).normalize(item, response)
+                except ResponseError as bad:
+                    raise InvalidResponse(bad.message, **bad.details) from None
                 # A replay is answered before the deadline check: a client whose ack was lost must
                 # get the same ack, even after time ran out.
                 prior = await s.scalar(
@@ -647,7 +684,14 @@ class AttemptService:
         form = await self._form(x.session, x.attempt)
         states = await self._states(x.session, x.attempt.id)
         responses = {str(k): st.response for k, st in states.items()}
-        x.attempt.score, x.attempt.max_score = score_attempt(form, responses)
+        policies = Policies.model_validate(x.test.policies or {})
+        result = score_form(
+            sections_of(x.attempt, form),
+            responses,
+            ScoringRules(negative_marking=policies.negative_marking, pass_mark=policies.pass_mark),
+        )
+        x.attempt.score, x.attempt.max_score = result.score, result.max_score
+        x.attempt.passed = result.passed
         completion = Completion(
             attempt_id=x.attempt.id,
             state=x.attempt.state,
@@ -844,7 +888,7 @@ class AttemptService:
         return CurrentItem(
             position=x.attempt.position,
             total_items=len(form),
-            item=delivered(item, x.attempt.position),
+            item=delivered(item, x.attempt.position, x.attempt.layout),
             response=state.response if state else None,
             flagged=bool(state and state.flagged),
             timer=self._timer(x.attempt, x.test, x.now),
@@ -940,14 +984,33 @@ async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID) -> None:
         )
 
 
-def delivered(item: ItemContent, position: int) -> DeliveredItem:
-    """The candidate's view of an item: the body only, never `scoring`."""
-    body = item.body
-    return DeliveredItem(
-        item_id=item.identifier,
-        type=item.type,
-        position=position,
-        prompt=body["prompt"],
-        choices=body.get("choices"),
-        max_choices=body.get("max_choices"),
-    )
+def sections_of(attempt: Attempt, form: list[ItemContent]) -> list[tuple[str, list[ItemContent]]]:
+    """The form's items grouped by section (one section for tests without a blueprint)."""
+    if not attempt.layout:
+        return [("main", form)]
+    by_identifier = {item.identifier: item for item in form}
+    layout = Form.from_json(attempt.layout)
+    return [(sec.identifier, [by_identifier[i] for i in sec.items]) for sec in layout.sections]
+
+
+def delivered(
+    item: ItemContent, position: int, layout: dict[str, Any] | None = None
+) -> DeliveredItem:
+    """The candidate's view of an item: the body only, never `scoring`; choices in this
+    attempt's shuffled order when the form shuffled them."""
+    body = dict(item.body)
+    section = None
+    if layout:
+        order = layout.get("choice_order", {}).get(item.identifier)
+        if order and body.get("choices"):
+            by_id = {c["identifier"]: c for c in body["choices"]}
+            body["choices"] = [by_id[c] for c in order]
+        section = next(
+            (s["identifier"] for s in layout["sections"] if item.identifier in s["items"]), None
+        )
+    body.pop("shuffle", None)
+    body.pop("title", None)
+    return DeliveredItem.model_validate(
+        body | {"item_id": item.identifier, "type": item.type, "position": position,
+                "section": section}
+    )  # fmt: skip

@@ -12,8 +12,8 @@ from collections import OrderedDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from delivery_service.domain.interactions import ItemContent
 from delivery_service.storage.models import Item
+from test_assembly.interactions import ItemContent
 
 
 class ItemCache:

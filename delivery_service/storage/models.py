@@ -57,23 +57,50 @@ class Test(Base):
     allow_pause: Mapped[bool] = mapped_column(Boolean, default=True)
     # integrity.policy.LockdownPolicy, validated on the way in; {} is "no lockdown".
     lockdown: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    # test_assembly.model.Blueprint (sections, selection, ordering); null: one fixed section of
+    # the test's own items, in order (tests written before the item bank).
+    blueprint: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    # test_assembly.model.Policies: feedback, review, negative marking, pass mark, deadline.
+    policies: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
 
 
+class BankItem(Base):
+    """An item of the bank under its stable identifier; its content lives in versions (items
+    rows). Editing adds a version and moves `current_item_id`; retiring keeps every version
+    (attempts point at them) but takes the item out of new forms."""
+
+    __tablename__ = "bank_items"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    identifier: Mapped[str] = mapped_column(String(128), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    current_item_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
+
+
 class Item(Base):
-    """A delivered item. Rows are never edited in place: attempts point at the row they got."""
+    """One immutable item version: a test's own item (test_id) or a bank item's version
+    (bank_item_id). Rows are never edited in place: attempts point at the row they got."""
 
     __tablename__ = "items"
     __table_args__ = (UniqueConstraint("test_id", "identifier"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    test_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tests.id"), index=True)
+    test_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tests.id"), index=True)
+    bank_item_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bank_items.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
     position: Mapped[int] = mapped_column(Integer)
     identifier: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(32))
     body: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
     scoring: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    tags: Mapped[list[str] | None] = mapped_column(PortableJSON)
+    irt: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
 
 
 class Attempt(Base):
@@ -96,6 +123,11 @@ class Attempt(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     # The frozen form: the ordered item row ids this attempt delivers.
     form: Mapped[list[str]] = mapped_column(PortableJSON)
+    # The secret seed the form was drawn with, and the form's sections and choice orders
+    # (test_assembly.assembly.Form): enough to rebuild and audit it. Null before the bank.
+    seed: Mapped[str | None] = mapped_column(String(64))
+    layout: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
     extra_seconds: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]

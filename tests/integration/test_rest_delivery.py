@@ -115,7 +115,7 @@ async def test_invalid_test_definitions_are_refused_with_details(world: World) -
     spec["items"][0]["correct"] = ["Z"]
     refused = await world.teacher.post("/tests", spec, expect=422)
     assert refused["error"]["code"] == "validation_error"
-    assert "unknown choices" in str(refused["error"]["details"])
+    assert "unknown choice" in str(refused["error"]["details"])
 
 
 async def test_the_attempt_limit_is_respected(world: World) -> None:

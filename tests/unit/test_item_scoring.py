@@ -71,6 +71,7 @@ def score(name: str, raw: Any, **rules: Any) -> float | None:
         ("match", [["fr", "paris"], ["de", "berlin"]], [["de", "berlin"], ["fr", "paris"]]),
         ("gap", [("mat", "G2"), ("cat", "G1")], [["cat", "G1"], ["mat", "G2"]]),
         ("text", "   ", None),
+        ("single", None, None),
         ("multi", [], None),
         ("numeric", "", None),
     ],
