@@ -89,15 +89,12 @@ def _blocks(container: etree._Element, interaction: etree._Element, kind: str) -
                 blocks.extend(_blocks(child, interaction, "gap_text_container"))
         elif name in CHOICE_PARTS:
             pass
-        elif name in BLOCKS or name == "qti-item-body" or interaction in child.iter():
-            if name not in BLOCKS and interaction in child.iter() and kind not in INLINE:
-                blocks.extend(_blocks(child, interaction, kind))
-            else:
-                text = _collapse(_inline_text(child, interaction))
-                if text != "{}":
-                    blocks.append(text)
-                elif kind in INLINE:
-                    pass
+        elif interaction in child.iter() and kind not in INLINE:
+            blocks.extend(_blocks(child, interaction, kind))  # a wrapper around the interaction
+        elif name in BLOCKS or interaction in child.iter():
+            text = _collapse(_inline_text(child, interaction))
+            if text != "{}":  # an inline interaction alone in its paragraph is no prompt text
+                blocks.append(text)
         else:
             loose.append(_inline_text(child, interaction))
         loose.append(child.tail or "")
@@ -270,8 +267,8 @@ def read_item(root: etree._Element) -> ItemDefinition:
         if kind == "text_entry":
             spec["case_sensitive"] = any(e.get("case-sensitive") == "true" for e in entries)
             _accepted_answers(spec)
-    if template == "match_correct":
-        spec.pop("mapping", None) if kind != "text_entry" else None
+    if spec["method"] == "match_correct":
+        spec.pop("mapping", None)  # match_correct never reads it
     try:
         return ItemDefinition.model_validate(spec)
     except ValueError as bad:

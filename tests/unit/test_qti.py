@@ -254,6 +254,36 @@ def test_qti21_items_are_upgraded_on_import() -> None:
     assert gap.mapping.lower_bound == 0.0
 
 
+WRAPPED22 = """<assessmentItem xmlns="http://www.imsglobal.org/xsd/imsqti_v2p2" identifier="w22"
+    title="Wrapped" adaptive="false" timeDependent="false">
+  <responseDeclaration identifier="RESPONSE" cardinality="single" baseType="identifier">
+    <correctResponse><value>b</value></correctResponse>
+  </responseDeclaration>
+  <itemBody>
+    <div class="grid-row"><div class="col-12">
+      <choiceInteraction responseIdentifier="RESPONSE" maxChoices="1">
+        <prompt>Which one?</prompt>
+        <simpleChoice identifier="a">A</simpleChoice>
+        <simpleChoice identifier="b">B</simpleChoice>
+      </choiceInteraction>
+    </div></div>
+  </itemBody>
+  <responseProcessing
+      template="http://www.imsglobal.org/question/qti_v2p2/rptemplates/match_correct"/>
+</assessmentItem>"""
+
+
+def test_an_interaction_inside_layout_divs_keeps_its_prompt() -> None:
+    """Authoring tools wrap interactions in grid divs; the prompt must survive the wrapping."""
+    files = {
+        "imsmanifest.xml": manifest([("w", "imsqti_item_xmlv2p2", "w.xml")]),
+        "w.xml": WRAPPED22,
+    }
+    (item,) = import_package(zipped(files)).items
+    assert item.prompt == "Which one?"
+    assert item.correct == ["b"]
+
+
 EXAMPLE_ITEMS: list[dict[str, Any]] = [
     {"identifier": "c1", "type": "choice", "prompt": "Pick two.\n\nCarefully.",
      "choices": [{"identifier": x, "text": f"Choice {x}"} for x in "ABCD"],
