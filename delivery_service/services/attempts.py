@@ -260,9 +260,7 @@ class AttemptService:
     async def _assemble(s: AsyncSession, test: Test) -> tuple[list[str], str, dict[str, Any]]:
         """Draw this attempt's form with a fresh secret seed and pin the item versions."""
         blueprint = await blueprint_of(s, test)
-        rows = await available_items(
-            s, test.id, only=None if blueprint.draws_by_tag else blueprint.referenced()
-        )
+        rows = await available_items(s, test.id, blueprint)
         seed = new_seed()
         try:
             drawn = assemble(blueprint, {k: candidate_of(r) for k, r in rows.items()}, seed)

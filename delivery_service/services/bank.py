@@ -24,7 +24,7 @@ from delivery_service.storage.models import BankItem, Item
 from integrity import chain as sealing
 from test_assembly.assembly import Candidate
 from test_assembly.interactions import ItemContent
-from test_assembly.model import ItemDefinition
+from test_assembly.model import Blueprint, ItemDefinition
 
 
 def item_chain(bank_item_id: uuid.UUID) -> str:
@@ -73,7 +73,7 @@ def _out(bank: BankItem, row: Item) -> BankItemOut:
         id=bank.id,
         identifier=bank.identifier,
         state=bank.state,
-        version=bank.version,
+        version=row.version,
         version_id=row.id,
         created_at=bank.created_at,
         updated_at=bank.updated_at,
@@ -251,9 +251,7 @@ class ItemBankService:
                 )
             if row is None:
                 raise NotFound("item_version", f"{identifier}@{version}")
-            out = _out(bank, row)
-            out.version = row.version
-            return out
+            return _out(bank, row)
 
     async def list_items(
         self,
@@ -282,18 +280,18 @@ class ItemBankService:
 
 
 async def available_items(
-    s: AsyncSession, test_id: uuid.UUID | None, *, only: list[str] | None = None
+    s: AsyncSession, test_id: uuid.UUID, blueprint: Blueprint
 ) -> dict[str, Item]:
     """What a test's blueprint may draw from: the bank's active items (current versions) and
-    the test's own items, which win a name clash (they were written for this test). `only`
-    limits the bank to named items (a blueprint without tag pools needs no more)."""
+    the test's own items, which win a name clash (they were written for this test). A
+    blueprint that draws nothing by tag needs only the bank items it names."""
     stmt = (
         select(Item)
         .join(BankItem, BankItem.current_item_id == Item.id)
         .where(BankItem.state == "active")
     )
-    if only is not None:
-        stmt = stmt.where(BankItem.identifier.in_(only))
+    if not blueprint.draws_by_tag:
+        stmt = stmt.where(BankItem.identifier.in_(blueprint.referenced()))
     rows = await s.scalars(stmt)
     found = {row.identifier: row for row in rows}
     own = await s.scalars(select(Item).where(Item.test_id == test_id).order_by(Item.position))

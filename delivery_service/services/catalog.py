@@ -108,9 +108,7 @@ class CatalogService:
             if test is None:
                 raise NotFound("test", test_id)
             blueprint = await blueprint_of(s, test)
-            rows = await available_items(
-                s, test.id, only=None if blueprint.draws_by_tag else blueprint.referenced()
-            )
+            rows = await available_items(s, test.id, blueprint)
             wanted = set(blueprint.referenced())
             pools = [set(sec.selection.tags) for sec in blueprint.sections if not sec.items]
             items = [
@@ -247,9 +245,7 @@ async def blueprint_of(s: AsyncSession, test: Test) -> Blueprint:
 
 
 async def check_blueprint(s: AsyncSession, test_id: uuid.UUID, blueprint: Blueprint) -> None:
-    rows = await available_items(
-        s, test_id, only=None if blueprint.draws_by_tag else blueprint.referenced()
-    )
+    rows = await available_items(s, test_id, blueprint)
     try:
         assemble(blueprint, {k: candidate_of(r) for k, r in rows.items()}, new_seed())
     except AssemblyError as short:

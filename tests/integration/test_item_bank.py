@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from delivery_service.storage.models import Attempt, BankItem, Item, LedgerEvent
 from test_assembly.assembly import Candidate, Form, assemble
 from test_assembly.model import Blueprint
-from test_assembly.qti import import_package
+from test_assembly.qti import export_package, import_package
 from tests.integration.conftest import World
 from tests.integration.test_cli import examserver
 
@@ -187,12 +187,6 @@ async def test_every_interaction_is_delivered_validated_and_scored(world: World)
         assert attempt.passed is None  # the essay is not graded yet
 
 
-def package(test: Any) -> bytes:
-    from test_assembly.qti import export_package
-
-    return export_package(test)
-
-
 def cli_env(world: World) -> dict[str, str]:
     return {
         "EXAMSERVER_DATABASE_URL": world.settings.database_url,
@@ -209,7 +203,7 @@ async def test_qti_in_and_out_over_rest_and_the_cli(world: World, tmp_path: Any)
         {"identifier": "b", "items": ["m1", "g1", "i1"], "selection": {"mode": "random",
                                                                       "count": 2}},
     ]})  # fmt: skip
-    data = package(source)
+    data = export_package(source)
     reply = await world.teacher.http.post(
         "/qti/import", content=data, headers={"Content-Type": "application/zip"}
     )
@@ -289,3 +283,28 @@ async def test_the_cli_imports_a_package(world: World, tmp_path: Any) -> None:
     refused = examserver("import-qti", str(path), "--all-or-nothing", env=env)
     assert refused.returncode == 1
     assert "import_incomplete" in refused.stderr
+
+
+async def test_the_bank_lists_by_tag_state_and_type_and_guards_identifiers(world: World) -> None:
+    await add_items(
+        world, choice("alg-1", "topic:algebra", "difficulty:easy"),
+        choice("alg-2", "topic:algebra", "difficulty:hard"), choice("geo-1", "topic:geometry"),
+        EVERY_TYPE[1] | {"identifier": "txt-1", "tags": ["topic:algebra"]},
+    )  # fmt: skip
+    dup = await world.teacher.post("/items", choice("alg-1"), expect=409)
+    assert dup["error"]["code"] == "item_exists"
+    renamed = await world.teacher.http.put("/items/alg-1", json={"item": choice("other")})
+    assert renamed.status_code == 409
+    assert renamed.json()["error"]["code"] == "identifier_mismatch"
+    await world.teacher.post("/items/alg-2/retire", {"reason": "too hard"})
+
+    async def listed(query: str) -> list[str]:
+        return [i["identifier"] for i in await world.teacher.get(f"/items{query}")]
+
+    assert await listed("?tag=topic:algebra") == ["alg-1", "txt-1"]
+    assert await listed("?tag=topic:algebra&tag=difficulty:easy") == ["alg-1"]
+    assert await listed("?tag=topic:algebra&state=all") == ["alg-1", "alg-2", "txt-1"]
+    assert await listed("?state=retired") == ["alg-2"]
+    assert await listed("?type=text_entry") == ["txt-1"]
+    missing = await world.teacher.get("/items/nope", expect=404)
+    assert missing["error"]["code"] == "item_not_found"
