@@ -19,6 +19,7 @@ from delivery_service.api.routes import (
     auth,
     bank,
     classes,
+    grading,
     health,
     integrity,
     sessions,
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIds)
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
-    for module in (auth, users, tests, bank, attempts, classes, sessions, integrity):
+    for module in (auth, users, tests, bank, attempts, grading, classes, sessions, integrity):
         api.include_router(module.router)
     api.include_router(attempt_socket_router)
     api.include_router(session_socket_router)

@@ -35,6 +35,7 @@ from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
+from delivery_service.services.grading import GradingService
 from delivery_service.services.group_sessions import SessionService
 from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
@@ -72,6 +73,7 @@ class Runtime:
     catalog: CatalogService
     bank: ItemBankService
     attempts: AttemptService
+    grading: GradingService
     classes: ClassService
     group_sessions: SessionService
     integrity: IntegrityService
@@ -110,11 +112,12 @@ class Runtime:
             ttl_seconds=settings.jwt_ttl_seconds,
         )
         ledger = Ledger(settings.ledger_key.encode())
+        item_cache = ItemCache()
         attempts = AttemptService(
             sessions=sessions,
             timers=timers,
             bus=bus,
-            items=ItemCache(),
+            items=item_cache,
             grace=settings.grace,
             ledger=ledger,
             metrics=metrics,
@@ -156,6 +159,7 @@ class Runtime:
             catalog=CatalogService(sessions=sessions, ledger=ledger),
             bank=ItemBankService(sessions=sessions, ledger=ledger),
             attempts=attempts,
+            grading=GradingService(sessions=sessions, items=item_cache, attempts=attempts),
             classes=ClassService(sessions=sessions),
             group_sessions=group_sessions,
             integrity=IntegrityService(

@@ -133,6 +133,18 @@ class CurrentItem(BaseModel):
     timer: Timer
 
 
+class ItemFeedback(BaseModel):
+    """How one answer went, shown only as the test's feedback and review policies allow."""
+
+    item_id: str
+    response: Any = None
+    score: float | None = Field(description="null while an essay waits for its grade")
+    max_score: float
+    correct: bool | None = Field(description="null when there is no single right answer")
+    pending: bool
+    correct_response: Any = Field(None, description='only when the review policy is "full"')
+
+
 class AnswerAck(BaseModel):
     """Sent only after the answer's transaction committed."""
 
@@ -142,6 +154,9 @@ class AnswerAck(BaseModel):
     duplicate: bool = Field(description="true when this client_seq was saved before")
     saved_at: UtcTime
     answered: int
+    feedback: ItemFeedback | None = Field(
+        None, description="per_item feedback tests: the answer's score; the item is now locked"
+    )
 
 
 class FlagAck(BaseModel):
@@ -165,6 +180,9 @@ class Completion(BaseModel):
     ended_at: UtcTime
     answered: int
     total_items: int
+    feedback: list[ItemFeedback] | None = Field(
+        None, description="after_submission feedback tests: every item's outcome"
+    )
 
 
 class StrictModel(BaseModel):
@@ -409,3 +427,79 @@ class RequiredReasonIn(StrictModel):
 class ExtendIn(StrictModel):
     seconds: int = Field(ge=-24 * 3600, le=24 * 3600, description="negative takes time away")
     reason: str | None = Field(None, max_length=1000, description="kept in the audit log")
+
+
+class GradingTask(BaseModel):
+    """One answered essay (a manually scored item) in the grading queue."""
+
+    attempt_id: uuid.UUID
+    test_id: uuid.UUID
+    test_title: str
+    candidate_id: uuid.UUID
+    candidate: str = Field(description="the candidate's username")
+    item_id: str = Field(description="the item's identifier in the attempt")
+    item_version_id: uuid.UUID = Field(description="the item version the candidate answered")
+    prompt: str | None
+    response: Any
+    max_score: float
+    submitted_at: UtcTime | None
+    grade: float | None = Field(description="null while it waits for a grade")
+    graded_by: uuid.UUID | None
+    graded_at: UtcTime | None
+
+
+class GradeIn(StrictModel):
+    score: float = Field(ge=0, description="from 0 to the item's max_score")
+    reason: str | None = Field(
+        None, max_length=2000, description="required when changing a grade already given"
+    )
+
+
+class AttemptResult(BaseModel):
+    attempt_id: uuid.UUID
+    attempt_number: int
+    state: str
+    score: float | None
+    max_score: float | None
+    passed: bool | None = Field(description="null without a pass mark or until final")
+    pending_grades: int
+    final: bool = Field(description="ended, and no essay still waits for its grade")
+
+
+class GradeOut(BaseModel):
+    task: GradingTask
+    result: AttemptResult
+
+
+class SectionResult(BaseModel):
+    identifier: str
+    score: float
+    max_score: float
+    pending: int
+
+
+class AttemptReview(BaseModel):
+    """What a candidate may see of a finished attempt, as the test's review policy allows."""
+
+    review: Literal["none", "score", "responses", "full"]
+    result: AttemptResult
+    sections: list[SectionResult]
+    items: list[ItemFeedback] | None = Field(
+        None, description='review "responses" or "full": each item\'s outcome'
+    )
+    ability: dict[str, Any] | None = Field(
+        None, description="adaptive sections: the final ability estimate per section"
+    )
+
+
+class CandidateResult(BaseModel):
+    """One candidate's result on a test across their attempts (the test's attempt_scoring)."""
+
+    test_id: uuid.UUID
+    user_id: uuid.UUID
+    username: str
+    attempt_scoring: Literal["highest", "last", "first", "average"]
+    attempts: list[AttemptResult]
+    result: float | None = Field(description="over final attempts only; null when none is final")
+    max_score: float | None
+    passed: bool | None

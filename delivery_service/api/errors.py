@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "seb_required": 403,
     "seb_key_invalid": 403,
     "ledger_staff_only": 403,
+    "review_not_allowed": 403,
 }
 
 

@@ -137,3 +137,9 @@ class SebRequired(DomainError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(message)
+
+
+class ReviewNotAllowed(DomainError):
+    """The test's review policy keeps a finished attempt's result from its candidate."""
+
+    code = "review_not_allowed"

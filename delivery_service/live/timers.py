@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from delivery_service.live.keys import Keys
 from delivery_service.live.scripts import Scripts
 
+ZERO = timedelta(0)
+
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
@@ -27,14 +29,17 @@ class Timers:
         self._scripts = scripts
         self._grace = grace
 
-    async def schedule(self, attempt_id: str, deadline: datetime, now: datetime) -> None:
-        """Set (or move) an attempt's timer to the database's deadline."""
+    async def schedule(
+        self, attempt_id: str, deadline: datetime, now: datetime, *, late: timedelta = ZERO
+    ) -> None:
+        """Set (or move) an attempt's timer to the database's deadline; `late` is a test's
+        submission window after it, which the sweeper waits out too."""
         async with self._redis.pipeline(transaction=True) as pipe:
             if deadline > now:
                 pipe.set(self._keys.timer(attempt_id), epoch_ms(deadline), pxat=epoch_ms(deadline))
             else:
                 pipe.delete(self._keys.timer(attempt_id))
-            pipe.zadd(self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace)})
+            pipe.zadd(self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace + late)})
             await pipe.execute()
 
     async def schedule_due(self, member: str, due: datetime) -> None:
@@ -63,11 +68,13 @@ class Timers:
         )
         return [str(member) for member in claimed]
 
-    async def restore(self, running: Iterable[tuple[str, datetime]], now: datetime) -> int:
+    async def restore(
+        self, running: Iterable[tuple[str, datetime, timedelta]], now: datetime
+    ) -> int:
         """Re-create missing entries from the database without disturbing live leases."""
         count = 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for attempt_id, deadline in running:
+            for attempt_id, deadline, late in running:
                 if deadline > now:
                     pipe.set(
                         self._keys.timer(attempt_id),
@@ -76,7 +83,9 @@ class Timers:
                         nx=True,
                     )
                 pipe.zadd(
-                    self._keys.deadlines, {attempt_id: epoch_ms(deadline + self._grace)}, nx=True
+                    self._keys.deadlines,
+                    {attempt_id: epoch_ms(deadline + self._grace + late)},
+                    nx=True,
                 )
                 count += 1
             await pipe.execute()

@@ -50,6 +50,7 @@ from delivery_service.schemas import (
     CurrentItem,
     DeliveredItem,
     FlagAck,
+    ItemFeedback,
     ItemSummary,
     Progress,
     Timer,
@@ -58,6 +59,13 @@ from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.items import ItemCache
+from delivery_service.services.scores import (
+    item_feedback,
+    item_states,
+    policies_of,
+    record_result,
+    score_attempt,
+)
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain
@@ -73,11 +81,10 @@ from integrity import chain as sealing
 from integrity import events as ev
 from integrity.events import Source
 from integrity.policy import policy_of
-from test_assembly.assembly import Form, assemble
+from test_assembly.assembly import assemble
+from test_assembly.feedback import feedback_for
 from test_assembly.interactions import ItemContent, ResponseError, interaction_for
-from test_assembly.model import Policies
 from test_assembly.rng import new_seed
-from test_assembly.scoring import ScoringRules, score_form
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +214,8 @@ class AttemptService:
             Loaded(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
             payload={"deadline": iso(deadline)},
         )  # fmt: skip
-        attempt_id = str(attempt.id)
-        after.append(lambda: self._timers.schedule(attempt_id, deadline, now))
+        attempt_id, late = str(attempt.id), late_window(test)
+        after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
         return attempt
 
     async def _new_attempt(
@@ -288,7 +295,7 @@ class AttemptService:
     async def progress(self, principal: Principal, attempt_id: uuid.UUID) -> Progress:
         async with self._sessions() as s, s.begin():
             loaded = await self._load(s, attempt_id, principal, "read", lock=False)
-            states = await self._states(s, loaded.attempt.id)
+            states = await item_states(s, loaded.attempt.id)
             return Progress(
                 state=loaded.attempt.state,
                 position=loaded.attempt.position,
@@ -394,23 +401,27 @@ class AttemptService:
                         duplicate=True,
                         saved_at=prior.received_at,
                         answered=answered,
+                        feedback=self._answer_feedback(loaded, item, prior.response),
                     )
-                overdue = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
-                if overdue:
+                overdue = rules.is_overdue(attempt, now=loaded.now, grace=self.expiry_grace(loaded))
+                late = overdue or rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
+                if late:
                     await self.log(
                         loaded, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
                         payload={"item_id": item_id, "client_seq": client_seq,
                                  "connection_id": connection_id},
                     )  # fmt: skip
-                    completion = await self._finish(loaded, "expire")
+                    if overdue:
+                        await self._finish(loaded, "expire")
                 else:
                     rules.require_writable(attempt, now=loaded.now, grace=self._grace)
                     ack = await self._record_answer(
                         loaded, item, normalized, client_seq, principal, connection_id
                     )
-            if overdue:
+            if late:
+                # The refusal is committed evidence; in a grace window only submitting is left.
                 await self._run_after(loaded)
-                raise DeadlinePassed(iso(completion.ended_at))
+                raise DeadlinePassed(iso(attempt.deadline or loaded.now))
             self._notify_proctors(
                 loaded,
                 "answer_submitted",
@@ -552,7 +563,7 @@ class AttemptService:
                 if test is None:  # pragma: no cover - foreign key guarantees it
                     raise NotFound("test", attempt.test_id)
                 loaded = Loaded(s, attempt, test, await db_now(s))
-                if rules.is_overdue(attempt, now=loaded.now, grace=self._grace):
+                if rules.is_overdue(attempt, now=loaded.now, grace=self.expiry_grace(loaded)):
                     await self._finish(loaded, "expire")
                 elif action == "pause":
                     rules.pause(attempt, now=loaded.now, allowed=True)
@@ -586,17 +597,18 @@ class AttemptService:
                     if test is None:  # pragma: no cover - foreign key guarantees it
                         raise NotFound("test", attempt.test_id)
                     loaded = Loaded(s, attempt, test, await db_now(s))
-                    expired = rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
+                    grace = self.expiry_grace(loaded)
+                    expired = rules.is_overdue(attempt, now=loaded.now, grace=grace)
                     if expired:
                         await self._finish(loaded, "expire")
                         if self._metrics is not None and attempt.deadline is not None:
-                            lag = loaded.now - (attempt.deadline + self._grace)
+                            lag = loaded.now - (attempt.deadline + grace)
                             self._metrics.expiry_lag.observe(max(lag.total_seconds(), 0.0))
                     elif attempt.deadline is not None:
                         # Redis was early or stale (an extension it missed): re-arm only.
-                        deadline, now = attempt.deadline, loaded.now
+                        deadline, now, late = attempt.deadline, loaded.now, late_window(test)
                         loaded.after.append(
-                            lambda: self._timers.schedule(attempt_id, deadline, now)
+                            lambda: self._timers.schedule(attempt_id, deadline, now, late=late)
                         )
         if loaded is None:  # gone, final or paused: nothing to time
             await run_safely(self._timers.cancel(attempt_id))
@@ -604,13 +616,20 @@ class AttemptService:
         await self._run_after(loaded)
         return expired
 
-    async def running_deadlines(self) -> list[tuple[str, datetime]]:
-        """Every attempt whose timer runs, with its deadline: what Redis must hold."""
+    async def running_deadlines(self) -> list[tuple[str, datetime, timedelta]]:
+        """Every attempt whose timer runs, with its deadline and its test's submission window
+        after it: what Redis must hold."""
         async with self._sessions() as s:
             rows = await s.execute(
-                select(Attempt.id, Attempt.deadline).where(Attempt.state == "in_progress")
+                select(Attempt.id, Attempt.deadline, Test)
+                .join(Test, Test.id == Attempt.test_id)
+                .where(Attempt.state == "in_progress")
             )
-            return [(str(ident), deadline) for ident, deadline in rows if deadline is not None]
+            return [
+                (str(ident), deadline, late_window(test))
+                for ident, deadline, test in rows
+                if deadline is not None
+            ]
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -628,7 +647,7 @@ class AttemptService:
                     async with s.begin():
                         loaded = await self._load(s, attempt_id, principal, access, lock=True)
                         overdue = rules.is_overdue(
-                            loaded.attempt, now=loaded.now, grace=self._grace
+                            loaded.attempt, now=loaded.now, grace=self.expiry_grace(loaded)
                         )
                         if overdue:
                             completion = await self._finish(loaded, "expire")
@@ -680,16 +699,17 @@ class AttemptService:
             require_reason(actor, "attempt_terminated", reason)
         rules.finish(x.attempt, event=event, now=x.now)
         form = await self._form(x.session, x.attempt)
-        states = await self._states(x.session, x.attempt.id)
-        responses = {str(k): st.response for k, st in states.items()}
-        policies = Policies.model_validate(x.test.policies or {})
-        result = score_form(
-            sections_of(x.attempt, form),
-            responses,
-            ScoringRules(negative_marking=policies.negative_marking, pass_mark=policies.pass_mark),
-        )
-        x.attempt.score, x.attempt.max_score = result.score, result.max_score
-        x.attempt.passed = result.passed
+        states = await item_states(x.session, x.attempt.id)
+        result = score_attempt(x.attempt, x.test, form, states)
+        record_result(x.attempt, result)
+        for item in form:  # answered essays join the grading queue
+            state = states.get(uuid.UUID(item.item_id))
+            if state is not None and result.items[item.item_id].score is None:
+                state.needs_grade = True
+        policies = policies_of(x.test)
+        feedback = None
+        if policies.feedback == "after_submission":
+            feedback = [item_feedback(item, states, policies) for item in form]
         completion = Completion(
             attempt_id=x.attempt.id,
             state=x.attempt.state,
@@ -697,6 +717,7 @@ class AttemptService:
             ended_at=x.now,
             answered=sum(1 for st in states.values() if st.response is not None),
             total_items=len(x.attempt.form),
+            feedback=feedback,
         )
         source: Source = "server"
         if actor is not None:
@@ -705,6 +726,7 @@ class AttemptService:
             x, f"attempt_{x.attempt.state}", source,
             actor=actor.user_id if actor else None, reason=reason,
             payload={"score": x.attempt.score, "max_score": x.attempt.max_score,
+                     "pending_grades": x.attempt.pending_grades, "passed": x.attempt.passed,
                      "answered": completion.answered, "total_items": completion.total_items},
         )  # fmt: skip
         attempt_id = str(x.attempt.id)
@@ -731,8 +753,8 @@ class AttemptService:
         attempt_id = str(x.attempt.id)
         timer = self._timer(x.attempt, x.test, x.now)
         if x.attempt.state == "in_progress" and x.attempt.deadline is not None:
-            deadline, now = x.attempt.deadline, x.now
-            x.after.append(lambda: self._timers.schedule(attempt_id, deadline, now))
+            deadline, now, late = x.attempt.deadline, x.now, late_window(x.test)
+            x.after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
         else:
             x.after.append(lambda: self._timers.cancel(attempt_id))
         data = {"state": x.attempt.state, "timer": timer.model_dump(mode="json")}
@@ -803,11 +825,20 @@ class AttemptService:
         connection_id: str | None,
     ) -> AnswerAck:
         state = await self._state_row(x.session, x.attempt.id, item)
+        if state.locked:
+            raise Conflict(
+                "item_locked",
+                "this item's answer is final: it was scored or the test moved on from it",
+                item_id=item.identifier,
+            )
         applied = state.client_seq is None or client_seq > state.client_seq
         if applied:
             state.response = normalized
             state.client_seq = client_seq
             state.answered_at = x.now
+        feedback = self._answer_feedback(x, item, normalized) if applied else None
+        if feedback is not None:
+            state.locked = True  # feedback given: a second try would make it a hint
         x.session.add(
             ResponseEvent(
                 attempt_id=x.attempt.id,
@@ -825,7 +856,7 @@ class AttemptService:
             x, ev.ANSWER_SAVED, "candidate", actor=principal.user_id,
             payload={"item_id": item.identifier, "client_seq": client_seq, "applied": applied,
                      "response_sha256": sealing.digest(normalized),
-                     "connection_id": connection_id},
+                     "connection_id": connection_id, "locked": state.locked},
         )  # fmt: skip
         return AnswerAck(
             item_id=item.identifier,
@@ -834,7 +865,22 @@ class AttemptService:
             duplicate=False,
             saved_at=x.now,
             answered=await self._answered(x.session, x.attempt.id),
+            feedback=feedback,
         )
+
+    @staticmethod
+    def _answer_feedback(x: Loaded, item: ItemContent, response: Any) -> ItemFeedback | None:
+        """Per-item feedback tests score an answer as it is given (clearing one scores nothing)."""
+        policies = policies_of(x.test)
+        if policies.feedback != "per_item" or response is None:
+            return None
+        told = feedback_for(item, response, policies)
+        return ItemFeedback.model_validate(told, from_attributes=True)
+
+    def expiry_grace(self, x: Loaded) -> timedelta:
+        """When the attempt expires after its deadline: the network grace, plus the test's
+        submission window when its deadline policy is `grace` (answers are refused in it)."""
+        return self._grace + late_window(x.test)
 
     async def _form(self, s: AsyncSession, attempt: Attempt) -> list[ItemContent]:
         return await self._items.many(s, attempt.form)
@@ -853,11 +899,6 @@ class AttemptService:
             state = ItemState(attempt_id=attempt_id, item_id=key[1], flagged=False)
             s.add(state)
         return state
-
-    @staticmethod
-    async def _states(s: AsyncSession, attempt_id: uuid.UUID) -> dict[uuid.UUID, ItemState]:
-        rows = await s.scalars(select(ItemState).where(ItemState.attempt_id == attempt_id))
-        return {row.item_id: row for row in rows}
 
     @staticmethod
     async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:
@@ -896,7 +937,7 @@ class AttemptService:
         self, s: AsyncSession, attempt: Attempt, test: Test, now: datetime, principal: Principal
     ) -> AttemptView:
         form = await self._form(s, attempt)
-        states = await self._states(s, attempt.id)
+        states = await item_states(s, attempt.id)
         summaries = []
         responses: dict[str, Any] = {}
         flags: list[str] = []
@@ -959,6 +1000,13 @@ async def locked_attempt(s: AsyncSession, attempt_id: uuid.UUID) -> Attempt | No
     return found
 
 
+def late_window(test: Test) -> timedelta:
+    policies = policies_of(test)
+    if policies.deadline != "grace":
+        return timedelta(0)
+    return timedelta(seconds=policies.grace_seconds)
+
+
 def require_reason(principal: Principal, action: str, reason: str | None) -> None:
     if principal.is_staff and action in ev.STAFF_ACTIONS_NEEDING_REASON:
         if reason is None or not reason.strip():
@@ -980,15 +1028,6 @@ async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID) -> None:
             "this test is reserved for a proctored session; join the session instead",
             session_id=str(reserved),
         )
-
-
-def sections_of(attempt: Attempt, form: list[ItemContent]) -> list[tuple[str, list[ItemContent]]]:
-    """The form's items grouped by section (one section for tests without a blueprint)."""
-    if not attempt.layout:
-        return [("main", form)]
-    by_identifier = {item.identifier: item for item in form}
-    layout = Form.from_json(attempt.layout)
-    return [(sec.identifier, [by_identifier[i] for i in sec.items]) for sec in layout.sections]
 
 
 def delivered(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -128,6 +129,8 @@ class Attempt(Base):
     seed: Mapped[str | None] = mapped_column(String(64))
     layout: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
     passed: Mapped[bool | None] = mapped_column(Boolean)
+    # Answered essays still waiting for a teacher's grade: the result is final at 0.
+    pending_grades: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     extra_seconds: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
@@ -154,6 +157,15 @@ class ItemState(Base):
     client_seq: Mapped[int | None] = mapped_column(BigInteger)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_at: Mapped[datetime | None]
+    # No more answers: scored on the spot (per-item feedback) or passed in an adaptive section.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A manually scored item that was answered: it is in the grading queue until `grade` is set.
+    needs_grade: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    grade: Mapped[float | None]
+    graded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    graded_at: Mapped[datetime | None]
 
 
 class ResponseEvent(Base):

@@ -1,0 +1,236 @@
+"""Test policies enforced by the server, over the real API on both deployments: the grading
+queue, per-item and after-submission feedback, the review policy, results across attempts and
+the deadline's submission window."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from delivery_service.storage.models import Attempt, LedgerEvent
+from tests.integration.conftest import World
+from tests.support import sample_test
+
+ESSAY = {"identifier": "essay", "type": "extended_text", "prompt": "Explain.", "points": 4}
+
+
+async def new_test(world: World, **overrides: Any) -> str:
+    created = await world.teacher.post("/tests", sample_test(**overrides), expect=201)
+    return str(created["id"])
+
+
+async def started(world: World, test_id: str, student: Any = None) -> str:
+    who = student or world.student
+    attempt = await who.post("/attempts", {"test_id": test_id}, expect=201)
+    await who.post(f"/attempts/{attempt['id']}/start")
+    return str(attempt["id"])
+
+
+async def answer(world: World, aid: str, item: str, response: Any, seq: int, **kw: Any) -> Any:
+    return await world.student.post(
+        f"/attempts/{aid}/answers", {"item_id": item, "response": response, "client_seq": seq}, **kw
+    )
+
+
+async def ledger_types(world: World, aid: str) -> list[str]:
+    async with world.sessions() as s:
+        rows = await s.scalars(
+            select(LedgerEvent.type)
+            .where(LedgerEvent.attempt_id == uuid.UUID(aid))
+            .order_by(LedgerEvent.seq)
+        )
+        return list(rows)
+
+
+async def test_an_essay_waits_in_the_grading_queue_and_the_grade_makes_the_result_final(
+    world: World,
+) -> None:
+    items = sample_test()["items"][:2] + [ESSAY]
+    test_id = await new_test(world, items=items, policies={"pass_mark": 0.5})
+    aid = await started(world, test_id)
+    await answer(world, aid, "q1", "B", 1)
+    await answer(world, aid, "essay", "Because of entropy.", 2)
+    await world.student.post(f"/attempts/{aid}/submit")
+
+    review = await world.student.get(f"/attempts/{aid}/review")
+    assert review["result"] | {"score": 1.0, "max_score": 6.0, "pending_grades": 1,
+                               "final": False, "passed": None} == review["result"]  # fmt: skip
+    assert review["items"] is None  # the default review policy shows the score only
+    refused = await world.student.get("/grading", expect=403)
+    assert refused["error"]["code"] == "forbidden"
+
+    (task,) = await world.teacher.get(f"/grading?test_id={test_id}")
+    assert task | {"attempt_id": aid, "item_id": "essay", "candidate": "student1",
+                   "response": "Because of entropy.", "max_score": 4.0, "grade": None,
+                   "prompt": "Explain."} == task  # fmt: skip
+    too_much = await world.teacher.post(f"/grading/{aid}/essay", {"score": 5}, expect=422)
+    assert too_much["error"]["code"] == "grade_out_of_range"
+    not_essay = await world.teacher.post(f"/grading/{aid}/q1", {"score": 1}, expect=409)
+    assert not_essay["error"]["code"] == "not_gradable"
+
+    graded = await world.teacher.post(f"/grading/{aid}/essay", {"score": 3})
+    assert graded["result"] | {"score": 4.0, "pending_grades": 0, "final": True,
+                               "passed": True} == graded["result"]  # fmt: skip
+    assert await world.teacher.get(f"/grading?test_id={test_id}") == []
+    (done,) = await world.teacher.get(f"/grading?test_id={test_id}&status=graded")
+    assert done["grade"] == 3.0 and done["graded_by"] is not None
+
+    unexplained = await world.teacher.post(f"/grading/{aid}/essay", {"score": 1}, expect=422)
+    assert unexplained["error"]["code"] == "reason_required"
+    changed = await world.teacher.post(
+        f"/grading/{aid}/essay", {"score": 1, "reason": "second marker"}
+    )
+    assert changed["result"] | {"score": 2.0, "passed": False} == changed["result"]
+    async with world.sessions() as s:
+        attempt = await s.get(Attempt, uuid.UUID(aid))
+        assert attempt is not None and (attempt.score, attempt.passed) == (2.0, False)
+    types = await ledger_types(world, aid)
+    assert types[-4:] == ["attempt_submitted", "item_graded", "result_final", "grade_changed"]
+
+
+async def test_grading_is_refused_while_the_attempt_runs(world: World) -> None:
+    test_id = await new_test(world, items=[ESSAY])
+    aid = await started(world, test_id)
+    await answer(world, aid, "essay", "Draft.", 1)
+    early = await world.teacher.post(f"/grading/{aid}/essay", {"score": 1}, expect=409)
+    assert early["error"]["code"] == "attempt_not_final"
+    assert await world.teacher.get(f"/grading?test_id={test_id}") == []
+    not_yet = await world.student.get(f"/attempts/{aid}/review", expect=409)
+    assert not_yet["error"]["code"] == "attempt_not_final"
+
+
+async def test_per_item_feedback_scores_each_answer_and_locks_the_item(world: World) -> None:
+    test_id = await new_test(world, policies={"feedback": "per_item", "review": "responses"})
+    aid = await started(world, test_id)
+    ack = await answer(world, aid, "q1", "A", 1)
+    assert ack["feedback"] == {"item_id": "q1", "response": ["A"], "score": 0.0,
+                               "max_score": 1.0, "correct": False, "pending": False,
+                               "correct_response": None}  # fmt: skip
+    locked = await answer(world, aid, "q1", "B", 2, expect=409)
+    assert locked["error"]["code"] == "item_locked"
+    replay = await answer(world, aid, "q1", "A", 1)
+    assert replay["duplicate"] is True and replay["feedback"] == ack["feedback"]
+    right = await answer(world, aid, "q2", "B", 3)
+    assert right["feedback"]["correct"] is True and right["feedback"]["score"] == 1.0
+    await world.student.post(f"/attempts/{aid}/submit")
+    async with world.sessions() as s:
+        attempt = await s.get(Attempt, uuid.UUID(aid))
+        assert attempt is not None and attempt.score == 1.0  # the locked wrong answer stands
+    review = await world.student.get(f"/attempts/{aid}/review")
+    by_item = {i["item_id"]: i for i in review["items"]}
+    assert by_item["q1"]["correct"] is False and by_item["q1"]["correct_response"] is None
+    assert by_item["q4"]["response"] is None and by_item["q4"]["score"] == 0.0
+
+
+async def test_without_feedback_an_answer_can_change_and_nothing_is_told(world: World) -> None:
+    test_id = await new_test(world)
+    aid = await started(world, test_id)
+    first = await answer(world, aid, "q1", "A", 1)
+    second = await answer(world, aid, "q1", "B", 2)
+    assert first["feedback"] is None and second["feedback"] is None and second["applied"]
+
+
+async def test_after_submission_feedback_and_a_full_review(world: World) -> None:
+    test_id = await new_test(world, policies={"feedback": "after_submission", "review": "full"})
+    aid = await started(world, test_id)
+    first = await answer(world, aid, "q3", ["A"], 1)
+    assert first["feedback"] is None
+    done = await world.student.post(f"/attempts/{aid}/submit")
+    by_item = {i["item_id"]: i for i in done["feedback"]}
+    assert set(by_item) == {"q1", "q2", "q3", "q4"}
+    assert by_item["q3"] | {"correct": False, "correct_response": ["A", "C"]} == by_item["q3"]
+    review = await world.student.get(f"/attempts/{aid}/review")
+    assert review["review"] == "full"
+    assert {i["item_id"]: i["correct_response"] for i in review["items"]}["q1"] == ["B"]
+
+
+async def test_a_review_policy_of_none_shows_the_candidate_nothing(world: World) -> None:
+    test_id = await new_test(world, policies={"review": "none"})
+    aid = await started(world, test_id)
+    await answer(world, aid, "q1", "B", 1)
+    done = await world.student.post(f"/attempts/{aid}/submit")
+    assert done["feedback"] is None
+    hidden = await world.student.get(f"/attempts/{aid}/review", expect=403)
+    assert hidden["error"]["code"] == "review_not_allowed"
+    results = await world.student.get(f"/tests/{test_id}/results", expect=403)
+    assert results["error"]["code"] == "review_not_allowed"
+    staff = await world.teacher.get(f"/attempts/{aid}/review")
+    assert staff["review"] == "full" and staff["result"]["score"] == 1.0
+    assert (await world.other.get(f"/attempts/{aid}/review", expect=404))["error"]["code"] == (
+        "attempt_not_found"
+    )
+
+
+async def test_results_across_attempts_follow_the_attempt_scoring_policy(world: World) -> None:
+    results = {}
+    for policy in ("highest", "last", "first", "average"):
+        test_id = await new_test(
+            world, attempt_limit=3, policies={"attempt_scoring": policy, "pass_mark": 0.4}
+        )
+        for seq, right in enumerate((1, 3, 2), start=1):  # three attempts: 1, 3 and 2 right
+            aid = await started(world, test_id)
+            for n in range(1, right + 1):
+                await answer(world, aid, f"q{n}", ["A", "C"] if n == 3 else "B", seq * 10 + n)
+            await world.student.post(f"/attempts/{aid}/submit")
+        (mine,) = await world.student.get(f"/tests/{test_id}/results")
+        assert [a["score"] for a in mine["attempts"]] == [1.0, 3.0, 2.0]
+        results[policy] = (mine["result"], mine["passed"])
+        staff = await world.teacher.get(f"/tests/{test_id}/results")
+        assert [r["username"] for r in staff] == ["student1"]
+    assert results == {"highest": (3.0, True), "last": (2.0, True), "first": (1.0, False),
+                       "average": (2.0, True)}  # fmt: skip
+
+
+async def test_a_grace_policy_leaves_a_window_where_only_submitting_is_allowed(
+    world: World,
+) -> None:
+    grace = await new_test(world, policies={"deadline": "grace", "grace_seconds": 300})
+    aid = await started(world, grace)
+    await answer(world, aid, "q1", "B", 1)
+    timer = await world.teacher.post(
+        f"/attempts/{aid}/extend", {"seconds": -595, "reason": "move the deadline back"}
+    )
+    assert timer["remaining_ms"] <= 5000
+    # Past the deadline and the network grace, inside the test's submission window.
+    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -10, "reason": "again"})
+    late = await answer(world, aid, "q2", "B", 2, expect=409)
+    assert late["error"]["code"] == "deadline_passed"
+    moved = await world.student.post(f"/attempts/{aid}/navigate", {"to": "next"}, expect=409)
+    assert moved["error"]["code"] == "deadline_passed"
+    assert (await world.student.get(f"/attempts/{aid}"))["state"] == "in_progress"
+    done = await world.student.post(f"/attempts/{aid}/submit")
+    assert done["state"] == "submitted" and done["answered"] == 1
+    assert "late_answer_refused" in await ledger_types(world, aid)
+
+    auto = await new_test(world)
+    other = await started(world, auto)
+    await world.teacher.post(f"/attempts/{other}/extend", {"seconds": -605, "reason": "past"})
+    refused = await answer(world, other, "q1", "B", 1, expect=409)
+    assert refused["error"]["code"] == "deadline_passed"
+    assert (await world.student.get(f"/attempts/{other}"))["state"] == "expired"
+
+
+async def test_the_sweeper_waits_out_the_submission_window_then_expires(world: World) -> None:
+    import asyncio
+
+    test_id = await new_test(world, policies={"deadline": "grace", "grace_seconds": 3})
+    aid = await started(world, test_id)
+    await answer(world, aid, "q1", "B", 1)
+    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -601, "reason": "end now"})
+    refused = await answer(world, aid, "q2", "B", 2, expect=409)
+    assert refused["error"]["code"] == "deadline_passed"
+    assert (await world.student.get(f"/attempts/{aid}"))["state"] == "in_progress"
+    for _ in range(100):
+        state = (await world.student.get(f"/attempts/{aid}"))["state"]
+        if state != "in_progress":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "expired"
+    async with world.sessions() as s:
+        attempt = await s.get(Attempt, uuid.UUID(aid))
+        assert attempt is not None and attempt.ended_at is not None and attempt.deadline
+        # Not before deadline + network grace (0.5 s) + the window (3 s).
+        assert (attempt.ended_at - attempt.deadline).total_seconds() >= 3.5
+        assert attempt.score == 1.0
