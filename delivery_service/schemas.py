@@ -124,13 +124,28 @@ class AttemptSummary(BaseModel):
     end_reason: str | None
 
 
+class SectionTime(BaseModel):
+    section: str
+    limit_seconds: int
+    remaining_ms: int = Field(description="0 once the section's time is spent")
+    deadline: UtcTime | None = Field(description="when it runs out, while its time runs")
+
+
 class CurrentItem(BaseModel):
     position: int
-    total_items: int
+    total_items: int = Field(
+        description="items in the form; with adaptive sections, at most this many"
+    )
     item: DeliveredItem
     response: Any | None
     flagged: bool
     timer: Timer
+    locked: bool = Field(
+        False, description="the answer is final (per-item feedback given, or adaptive and passed)"
+    )
+    section_time: SectionTime | None = Field(
+        None, description="the current section's own time limit, when it has one"
+    )
 
 
 class ItemFeedback(BaseModel):

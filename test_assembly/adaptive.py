@@ -17,8 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from test_assembly.model import AdaptiveConfig
+from test_assembly.assembly import AssemblyError, Candidate, Form, pool
+from test_assembly.model import AdaptiveConfig, Blueprint
 from test_assembly.rng import Stream
 
 GRID = [-4.0 + 8.0 * i / 160 for i in range(161)]
@@ -188,3 +190,103 @@ def params_of(items: Mapping[str, Mapping[str, float] | None]) -> dict[str, Para
         for ident, p in items.items()
         if p
     }
+
+
+# ---- delivery: an adaptive section inside an attempt's form ---------------------------------
+
+
+@dataclass
+class SectionState:
+    """One adaptive section of one attempt, as stored in the attempt's layout: the pinned
+    configuration and pool, and the log of (item, 1 if right else 0) the engine decided on."""
+
+    config: AdaptiveConfig
+    pool: list[str]
+    log: list[tuple[str, int]]
+    theta: float
+    se: float
+    stopped: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "pool": self.pool,
+            "log": [[i, s] for i, s in self.log],
+            "theta": self.theta,
+            "se": self.se,
+            "stopped": self.stopped,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SectionState:
+        return cls(
+            config=AdaptiveConfig.model_validate(data["config"]),
+            pool=list(data["pool"]),
+            log=[(str(i), int(s)) for i, s in data["log"]],
+            theta=float(data["theta"]),
+            se=float(data["se"]),
+            stopped=data.get("stopped"),
+        )
+
+
+def begin(
+    blueprint: Blueprint,
+    form: Form,
+    available: Mapping[str, Candidate],
+    params: Mapping[str, Params],
+    seed: str,
+) -> dict[str, SectionState]:
+    """Give each adaptive section of `form` its first item (in place) and its pinned pool.
+
+    Pools are the section's calibrated candidates not already in the form and not in an earlier
+    adaptive section's pool, so sections never compete for an item and a replay needs nothing
+    but what is stored.
+    """
+    taken = set(form.items)
+    states: dict[str, SectionState] = {}
+    for definition in blueprint.sections:
+        if definition.selection.mode != "adaptive":
+            continue
+        config = definition.adaptive or AdaptiveConfig()
+        bank = [
+            BankItem(c.identifier, params[c.identifier], c.tags)
+            for c in pool(definition, available)
+            if c.identifier in params and c.identifier not in taken
+        ]
+        if len(bank) < config.min_items:
+            raise AssemblyError(
+                f"adaptive section {definition.identifier} needs at least {config.min_items} "
+                f"calibrated items (with IRT parameters); the bank has {len(bank)}",
+                section=definition.identifier,
+                wanted=config.min_items,
+                available=len(bank),
+            )
+        first = next_step(config, bank, [], seed=seed, label=definition.identifier)
+        section = next(s for s in form.sections if s.identifier == definition.identifier)
+        section.items = [first.item] if first.item else []
+        taken.update(b.identifier for b in bank)
+        states[definition.identifier] = SectionState(
+            config=config,
+            pool=[b.identifier for b in bank],
+            log=[],
+            theta=first.estimate.theta,
+            se=first.estimate.se,
+            stopped=first.reason,
+        )
+    return states
+
+
+def advance(
+    state: SectionState,
+    bank: Sequence[BankItem],
+    identifier: str,
+    right: bool,
+    *,
+    seed: str,
+    label: str,
+) -> Step:
+    """Log the answer to the section's current item and decide what follows (in place)."""
+    state.log.append((identifier, int(right)))
+    step = next_step(state.config, bank, state.log, seed=seed, label=label)
+    state.theta, state.se, state.stopped = step.estimate.theta, step.estimate.se, step.reason
+    return step

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from delivery_service.domain import attempts as rules
-from delivery_service.domain import navigation
+from delivery_service.domain import navigation, section_clock
 from delivery_service.domain.attempt_machine import FINAL_STATES, OPEN_STATES
 from delivery_service.domain.errors import (
     AttemptLimitReached,
@@ -32,6 +32,7 @@ from delivery_service.domain.errors import (
     DeadlinePassed,
     Forbidden,
     InvalidResponse,
+    NavigationForbidden,
     NotFound,
     ReasonRequired,
     UnknownItem,
@@ -53,8 +54,10 @@ from delivery_service.schemas import (
     ItemFeedback,
     ItemSummary,
     Progress,
+    SectionTime,
     Timer,
 )
+from delivery_service.services import adaptive
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
@@ -81,10 +84,12 @@ from integrity import chain as sealing
 from integrity import events as ev
 from integrity.events import Source
 from integrity.policy import policy_of
+from test_assembly.adaptive import advance, begin
 from test_assembly.assembly import assemble
 from test_assembly.feedback import feedback_for
 from test_assembly.interactions import ItemContent, ResponseError, interaction_for
 from test_assembly.rng import new_seed
+from test_assembly.scoring import score_item
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +214,7 @@ class AttemptService:
         rules.start(
             attempt, now=now, time_limit_seconds=test.time_limit_seconds, fixed_deadline=deadline
         )
+        clock_at(attempt, now, enter=True)
         await s.flush()
         await self.log(
             Loaded(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
@@ -269,15 +275,20 @@ class AttemptService:
         blueprint = await blueprint_of(s, test)
         rows = await available_items(s, test.id, blueprint)
         seed = new_seed()
+        candidates = {k: candidate_of(r) for k, r in rows.items()}
         try:
-            drawn = assemble(blueprint, {k: candidate_of(r) for k, r in rows.items()}, seed)
+            drawn = assemble(blueprint, candidates, seed)
+            cat = begin(blueprint, drawn, candidates, adaptive.calibrated(rows), seed)
         except ValueError as short:
             raise Conflict(
                 "form_unavailable",
                 f"the item bank cannot fill this test right now: {short}",
                 test_id=str(test.id),
             ) from None
-        layout = drawn.as_json() | {"versions": {i: str(rows[i].id) for i in drawn.items}}
+        pinned = [*drawn.items, *(i for st in cat.values() for i in st.pool)]
+        layout = drawn.as_json() | {"versions": {i: str(rows[i].id) for i in pinned}}
+        if cat:
+            layout["adaptive"] = {k: st.as_json() for k, st in cat.items()}
         return [str(rows[i].id) for i in drawn.items], seed, layout
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
@@ -299,7 +310,7 @@ class AttemptService:
             return Progress(
                 state=loaded.attempt.state,
                 position=loaded.attempt.position,
-                total_items=len(loaded.attempt.form),
+                total_items=adaptive.planned_total(loaded.attempt.layout, len(loaded.attempt.form)),
                 answered=sum(1 for st in states.values() if st.response is not None),
                 flagged=sum(1 for st in states.values() if st.flagged),
                 timer=self._timer(loaded.attempt, loaded.test, loaded.now),
@@ -315,6 +326,7 @@ class AttemptService:
     async def start(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async def decide(x: Loaded) -> AttemptView:
             rules.start(x.attempt, now=x.now, time_limit_seconds=x.test.time_limit_seconds)
+            clock_at(x.attempt, x.now, enter=True)
             deadline = iso(x.attempt.deadline) if x.attempt.deadline else None
             await self.log(
                 x, ev.ATTEMPT_STARTED, "candidate", actor=principal.user_id,
@@ -415,6 +427,7 @@ class AttemptService:
                         await self._finish(loaded, "expire")
                 else:
                     rules.require_writable(attempt, now=loaded.now, grace=self._grace)
+                    self._require_section_time(loaded, item)
                     ack = await self._record_answer(
                         loaded, item, normalized, client_seq, principal, connection_id
                     )
@@ -443,12 +456,35 @@ class AttemptService:
     ) -> CurrentItem:
         async def decide(x: Loaded) -> CurrentItem:
             rules.require_writable(x.attempt, now=x.now, grace=self._grace)
+            target = to
+            if await self._adaptive_step(x, target, principal) == "stopped_last":
+                return await self._current(x)  # the adaptive end of the test: submit is next
+            leaving = x.attempt.position
+            here, limit, next_section = section_clock.section_at(x.attempt.layout, leaving)
+            spent = limit is not None and self._section_left(x, here, limit) <= timedelta(0)
+            if spent and target == "next" and next_section < len(x.attempt.form):
+                target = next_section  # this section's time is spent: on to the next section
             x.attempt.position = navigation.next_position(
                 current=x.attempt.position,
-                to=to,
+                to=target,
                 total=len(x.attempt.form),
                 mode="linear" if x.test.navigation_mode == "linear" else "nonlinear",
             )
+            if x.attempt.position != leaving:
+                await self._submit_individually(x, leaving)
+                there, there_limit, _ = section_clock.section_at(
+                    x.attempt.layout, x.attempt.position
+                )
+                if there != here and there_limit is not None:
+                    if self._section_left(x, there, there_limit) <= timedelta(0):
+                        raise Conflict(
+                            "section_time_over",
+                            f"the time for section {there} is spent",
+                            section=there,
+                        )
+                if there != here:
+                    clock_at(x.attempt, x.now, enter=False, position=leaving)
+                    clock_at(x.attempt, x.now, enter=True)
             self._notify_proctors(
                 x,
                 "progress_update",
@@ -457,6 +493,89 @@ class AttemptService:
             return await self._current(x)
 
         return await self._write(principal, attempt_id, "owner", decide)
+
+    @staticmethod
+    def _section_left(x: Loaded, section: str, limit: int) -> timedelta:
+        clock = (x.attempt.layout or {}).get("clock", {})
+        return section_clock.remaining(clock, section, limit, x.now)
+
+    def _require_section_time(self, x: Loaded, item: ItemContent) -> None:
+        """An answer to an item of a timed section counts only within its time (and the same
+        network grace as the test's deadline)."""
+        layout = x.attempt.layout or {}
+        for section in layout.get("sections", []):
+            limit = section.get("time_limit_seconds")
+            if limit is not None and item.identifier in section["items"]:
+                if self._section_left(x, section["identifier"], limit) < -self._grace:
+                    raise Conflict(
+                        "section_time_over",
+                        f"the time for section {section['identifier']} is spent",
+                        section=section["identifier"],
+                    )
+
+    def _section_time(self, x: Loaded) -> SectionTime | None:
+        section, limit, _ = section_clock.section_at(x.attempt.layout, x.attempt.position)
+        if limit is None:
+            return None
+        clock = (x.attempt.layout or {}).get("clock", {})
+        left = section_clock.remaining(clock, section, limit, x.now)
+        running = x.attempt.state == "in_progress"
+        return SectionTime(
+            section=section,
+            limit_seconds=limit,
+            remaining_ms=max(int(left / timedelta(milliseconds=1)), 0),
+            deadline=section_clock.deadline(clock, section, limit, x.now) if running else None,
+        )
+
+    async def _submit_individually(self, x: Loaded, position: int) -> None:
+        """QTI's `individual` submission mode: an item's response is submitted when the
+        candidate leaves it, and is final from then on (one attempt per item)."""
+        if policies_of(x.test).submission_mode != "individual":
+            return
+        item = (await self._form(x.session, x.attempt))[position]
+        state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+        if state is not None and state.response is not None:
+            state.locked = True
+
+    async def _adaptive_step(self, x: Loaded, to: navigation.Target, principal: Principal) -> str:
+        """Leaving the current item of a running adaptive section: score it, lock it, and let
+        the engine choose what follows (another item of the section, or the section's end)."""
+        form = await self._form(x.session, x.attempt)
+        current = form[x.attempt.position]
+        found = adaptive.frontier(x.attempt.layout, current.identifier)
+        if found is None or x.attempt.layout is None or x.attempt.seed is None:
+            return "not_adaptive"
+        if to not in ("next", x.attempt.position + 1):
+            raise NavigationForbidden(
+                "an adaptive section moves one item at a time, forward only",
+                current=x.attempt.position,
+            )
+        section_id, state = found
+        item_state = await self._state_row(x.session, x.attempt.id, current)
+        scored = score_item(current, item_state.response)
+        right = item_state.response is not None and scored.score == scored.max_score
+        item_state.locked = True
+        bank = await adaptive.bank_of(x.session, x.attempt.layout, state)
+        step = advance(state, bank, current.identifier, right, seed=x.attempt.seed,
+                       label=section_id)  # fmt: skip
+        x.attempt.layout = adaptive.with_step(x.attempt.layout, section_id, state, step.item)
+        x.attempt.form = adaptive.form_of(x.attempt.layout)
+        await self.log(
+            x, "adaptive_step", "server", actor=principal.user_id,
+            payload={"section": section_id, "item_id": current.identifier, "score": int(right),
+                     "theta": state.theta, "se": state.se, "next": step.item,
+                     "stopped": step.reason},
+        )  # fmt: skip
+        last = x.attempt.position + 1 >= len(x.attempt.form)
+        return "stopped_last" if step.item is None and last else "stepped"
+
+    async def adaptive_audit(
+        self, principal: Principal, attempt_id: uuid.UUID
+    ) -> list[dict[str, Any]]:
+        """Staff: the engine replayed over each adaptive section's stored log."""
+        async with self._sessions() as s, s.begin():
+            loaded = await self._load(s, attempt_id, principal, "staff", lock=False)
+            return await adaptive.audit(s, loaded.attempt)
 
     async def flag(
         self, principal: Principal, attempt_id: uuid.UUID, item_id: str, flagged: bool
@@ -475,6 +594,7 @@ class AttemptService:
     ) -> AttemptView:
         async def decide(x: Loaded) -> AttemptView:
             rules.pause(x.attempt, now=x.now, allowed=self._may_pause(principal, x))
+            clock_at(x.attempt, x.now, enter=False)
             self._after_timer_change(x)
             await self._act(x, principal, "attempt_paused", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
@@ -488,6 +608,7 @@ class AttemptService:
             if not self._may_pause(principal, x):
                 raise Forbidden("only a proctor can resume this attempt")
             rules.resume(x.attempt, now=x.now)
+            clock_at(x.attempt, x.now, enter=True)
             self._after_timer_change(x)
             await self._act(x, principal, "attempt_resumed", reason)
             return await self._view(x.session, x.attempt, x.test, x.now, principal)
@@ -567,6 +688,7 @@ class AttemptService:
                     await self._finish(loaded, "expire")
                 elif action == "pause":
                     rules.pause(attempt, now=loaded.now, allowed=True)
+                    clock_at(attempt, loaded.now, enter=False)
                     self._after_timer_change(loaded)
                     await self.log(loaded, "attempt_paused", "server", reason=reason)
                 else:
@@ -926,11 +1048,13 @@ class AttemptService:
         state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
         return CurrentItem(
             position=x.attempt.position,
-            total_items=len(form),
+            total_items=adaptive.planned_total(x.attempt.layout, len(form)),
             item=delivered(item, x.attempt.position, x.attempt.layout),
             response=state.response if state else None,
             flagged=bool(state and state.flagged),
             timer=self._timer(x.attempt, x.test, x.now),
+            locked=bool(state and state.locked),
+            section_time=self._section_time(x),
         )
 
     async def _view(
@@ -998,6 +1122,21 @@ async def locked_attempt(s: AsyncSession, attempt_id: uuid.UUID) -> Attempt | No
         .execution_options(populate_existing=True)
     )
     return found
+
+
+def clock_at(attempt: Attempt, now: datetime, *, enter: bool, position: int | None = None) -> None:
+    """Start (or stop) the section clock of the section at `position` (default: the current
+    one); nothing for sections without their own time limit."""
+    where = attempt.position if position is None else position
+    section, limit, _ = section_clock.section_at(attempt.layout, where)
+    if limit is None or attempt.layout is None:
+        return
+    clock = attempt.layout.get("clock", {})
+    if enter:
+        clock = section_clock.enter(clock, section, now)
+    else:
+        clock = section_clock.leave(clock, section, now)
+    attempt.layout = {**attempt.layout, "clock": clock}
 
 
 def late_window(test: Test) -> timedelta:

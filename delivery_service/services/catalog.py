@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, Unprocessable
 from delivery_service.schemas import ItemOut, QtiImportOut, QtiProblem, TestIn, TestOut
+from delivery_service.services.adaptive import calibrated
 from delivery_service.services.bank import (
     available_items,
     candidate_of,
@@ -26,6 +27,7 @@ from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Entry, Ledger
 from delivery_service.storage.models import Item, Test
 from integrity.policy import LockdownPolicy, policy_of
+from test_assembly.adaptive import begin
 from test_assembly.assembly import AssemblyError, assemble
 from test_assembly.model import Blueprint, Policies, SectionDef, TestDefinition
 from test_assembly.qti import PackageError, export_package, import_package
@@ -230,6 +232,11 @@ async def add_test(s: AsyncSession, spec: TestIn, *, created_by: uuid.UUID) -> T
         s.add(version_row(item, test_id=test.id, position=position, version=1))
     await s.flush()
     if spec.blueprint is not None:
+        if spec.blueprint.adaptive and spec.navigation_mode != "linear":
+            raise Unprocessable(
+                "adaptive_needs_linear",
+                "a test with an adaptive section is linear: each answer decides the next item",
+            )
         await check_blueprint(s, test.id, spec.blueprint)
     return test
 
@@ -245,15 +252,13 @@ async def blueprint_of(s: AsyncSession, test: Test) -> Blueprint:
 
 
 async def check_blueprint(s: AsyncSession, test_id: uuid.UUID, blueprint: Blueprint) -> None:
+    """Draw one form now, adaptive first items included: a blueprint the bank cannot fill is
+    refused when it is written, not when a candidate starts."""
     rows = await available_items(s, test_id, blueprint)
+    candidates = {k: candidate_of(r) for k, r in rows.items()}
+    seed = new_seed()
     try:
-        assemble(blueprint, {k: candidate_of(r) for k, r in rows.items()}, new_seed())
+        form = assemble(blueprint, candidates, seed)
+        begin(blueprint, form, candidates, calibrated(rows), seed)
     except AssemblyError as short:
         raise Unprocessable("blueprint_unsatisfiable", short.message, **short.details) from None
-    if blueprint.adaptive:
-        # The engine (test_assembly.adaptive) is built and tested; delivering it one item at
-        # a time is not wired into attempts yet. Refuse rather than deliver it wrongly.
-        raise Unprocessable(
-            "adaptive_delivery_unavailable",
-            "adaptive sections cannot be delivered by this server version yet",
-        )

@@ -75,7 +75,8 @@ async def test_an_essay_waits_in_the_grading_queue_and_the_grade_makes_the_resul
                                "passed": True} == graded["result"]  # fmt: skip
     assert await world.teacher.get(f"/grading?test_id={test_id}") == []
     (done,) = await world.teacher.get(f"/grading?test_id={test_id}&status=graded")
-    assert done["grade"] == 3.0 and done["graded_by"] is not None
+    assert done["grade"] == 3.0
+    assert done["graded_by"] is not None
 
     unexplained = await world.teacher.post(f"/grading/{aid}/essay", {"score": 1}, expect=422)
     assert unexplained["error"]["code"] == "reason_required"
@@ -85,7 +86,8 @@ async def test_an_essay_waits_in_the_grading_queue_and_the_grade_makes_the_resul
     assert changed["result"] | {"score": 2.0, "passed": False} == changed["result"]
     async with world.sessions() as s:
         attempt = await s.get(Attempt, uuid.UUID(aid))
-        assert attempt is not None and (attempt.score, attempt.passed) == (2.0, False)
+        assert attempt is not None
+        assert (attempt.score, attempt.passed) == (2.0, False)
     types = await ledger_types(world, aid)
     assert types[-4:] == ["attempt_submitted", "item_graded", "result_final", "grade_changed"]
 
@@ -111,17 +113,22 @@ async def test_per_item_feedback_scores_each_answer_and_locks_the_item(world: Wo
     locked = await answer(world, aid, "q1", "B", 2, expect=409)
     assert locked["error"]["code"] == "item_locked"
     replay = await answer(world, aid, "q1", "A", 1)
-    assert replay["duplicate"] is True and replay["feedback"] == ack["feedback"]
+    assert replay["duplicate"] is True
+    assert replay["feedback"] == ack["feedback"]
     right = await answer(world, aid, "q2", "B", 3)
-    assert right["feedback"]["correct"] is True and right["feedback"]["score"] == 1.0
+    assert right["feedback"]["correct"] is True
+    assert right["feedback"]["score"] == 1.0
     await world.student.post(f"/attempts/{aid}/submit")
     async with world.sessions() as s:
         attempt = await s.get(Attempt, uuid.UUID(aid))
-        assert attempt is not None and attempt.score == 1.0  # the locked wrong answer stands
+        assert attempt is not None
+        assert attempt.score == 1.0
     review = await world.student.get(f"/attempts/{aid}/review")
     by_item = {i["item_id"]: i for i in review["items"]}
-    assert by_item["q1"]["correct"] is False and by_item["q1"]["correct_response"] is None
-    assert by_item["q4"]["response"] is None and by_item["q4"]["score"] == 0.0
+    assert by_item["q1"]["correct"] is False
+    assert by_item["q1"]["correct_response"] is None
+    assert by_item["q4"]["response"] is None
+    assert by_item["q4"]["score"] == 0.0
 
 
 async def test_without_feedback_an_answer_can_change_and_nothing_is_told(world: World) -> None:
@@ -129,7 +136,9 @@ async def test_without_feedback_an_answer_can_change_and_nothing_is_told(world: 
     aid = await started(world, test_id)
     first = await answer(world, aid, "q1", "A", 1)
     second = await answer(world, aid, "q1", "B", 2)
-    assert first["feedback"] is None and second["feedback"] is None and second["applied"]
+    assert first["feedback"] is None
+    assert second["feedback"] is None
+    assert second["applied"]
 
 
 async def test_after_submission_feedback_and_a_full_review(world: World) -> None:
@@ -157,7 +166,8 @@ async def test_a_review_policy_of_none_shows_the_candidate_nothing(world: World)
     results = await world.student.get(f"/tests/{test_id}/results", expect=403)
     assert results["error"]["code"] == "review_not_allowed"
     staff = await world.teacher.get(f"/attempts/{aid}/review")
-    assert staff["review"] == "full" and staff["result"]["score"] == 1.0
+    assert staff["review"] == "full"
+    assert staff["result"]["score"] == 1.0
     assert (await world.other.get(f"/attempts/{aid}/review", expect=404))["error"]["code"] == (
         "attempt_not_found"
     )
@@ -201,7 +211,8 @@ async def test_a_grace_policy_leaves_a_window_where_only_submitting_is_allowed(
     assert moved["error"]["code"] == "deadline_passed"
     assert (await world.student.get(f"/attempts/{aid}"))["state"] == "in_progress"
     done = await world.student.post(f"/attempts/{aid}/submit")
-    assert done["state"] == "submitted" and done["answered"] == 1
+    assert done["state"] == "submitted"
+    assert done["answered"] == 1
     assert "late_answer_refused" in await ledger_types(world, aid)
 
     auto = await new_test(world)
@@ -230,7 +241,66 @@ async def test_the_sweeper_waits_out_the_submission_window_then_expires(world: W
     assert state == "expired"
     async with world.sessions() as s:
         attempt = await s.get(Attempt, uuid.UUID(aid))
-        assert attempt is not None and attempt.ended_at is not None and attempt.deadline
+        assert attempt is not None
+        assert attempt.ended_at is not None
+        assert attempt.deadline
         # Not before deadline + network grace (0.5 s) + the window (3 s).
         assert (attempt.ended_at - attempt.deadline).total_seconds() >= 3.5
         assert attempt.score == 1.0
+
+
+async def test_individual_submission_makes_an_answer_final_when_the_candidate_moves_on(
+    world: World,
+) -> None:
+    test_id = await new_test(world, policies={"submission_mode": "individual"})
+    aid = await started(world, test_id)
+    await answer(world, aid, "q1", "A", 1)
+    await answer(world, aid, "q1", "B", 2)  # still on it: may change
+    moved = await world.student.post(f"/attempts/{aid}/navigate", {"to": "next"})
+    assert moved["locked"] is False  # q2 is unanswered
+    back = await world.student.post(f"/attempts/{aid}/navigate", {"to": 0})
+    assert back["locked"] is True
+    assert back["response"] == ["B"]
+    refused = await answer(world, aid, "q1", "C", 3, expect=409)
+    assert refused["error"]["code"] == "item_locked"
+    # Visiting an unanswered item and leaving it does not lock it.
+    await world.student.post(f"/attempts/{aid}/navigate", {"to": 1})
+    await world.student.post(f"/attempts/{aid}/navigate", {"to": 2})
+    assert (await answer(world, aid, "q2", "B", 4))["applied"] is True
+
+
+async def test_a_section_time_limit_closes_its_section_and_moves_on(world: World) -> None:
+    blueprint = {"sections": [
+        {"identifier": "s1", "items": ["q1", "q2"], "time_limit_seconds": 60},
+        {"identifier": "s2", "items": ["q3", "q4"]},
+    ]}  # fmt: skip
+    test_id = await new_test(world, blueprint=blueprint)
+    aid = await started(world, test_id)
+    current = await world.student.get(f"/attempts/{aid}/current")
+    timed = current["section_time"]
+    assert timed["section"] == "s1"
+    assert timed["limit_seconds"] == 60
+    assert 55_000 < timed["remaining_ms"] <= 60_000
+    assert timed["deadline"].endswith("Z")
+    await answer(world, aid, "q1", "B", 1)
+    # 61 seconds spent in s1 (the clock is in the attempt's layout).
+    async with world.sessions() as s, s.begin():
+        row = await s.get(Attempt, uuid.UUID(aid))
+        assert row is not None
+        assert row.layout is not None
+        clock = dict(row.layout["clock"])
+        clock["s1"] = dict(clock["s1"]) | {"used_ms": 61_000}
+        row.layout = dict(row.layout) | {"clock": clock}
+    over = await answer(world, aid, "q2", "B", 2, expect=409)
+    assert over["error"]["code"] == "section_time_over"
+    assert over["error"]["details"]["section"] == "s1"
+    spent = await world.student.get(f"/attempts/{aid}/current")
+    assert spent["section_time"]["remaining_ms"] == 0
+    moved = await world.student.post(f"/attempts/{aid}/navigate", {"to": "next"})
+    assert moved["item"]["item_id"] == "q3"  # "next" skipped q2: s1's time is spent
+    assert moved["section_time"] is None
+    back = await world.student.post(f"/attempts/{aid}/navigate", {"to": 1}, expect=409)
+    assert back["error"]["code"] == "section_time_over"
+    assert (await answer(world, aid, "q3", "B", 3))["applied"] is True
+    done = await world.student.post(f"/attempts/{aid}/submit")
+    assert done["answered"] == 2

@@ -167,6 +167,16 @@ async def terminate(
     return await runtime.attempts.terminate(user, attempt_id, reason=body.reason)
 
 
+@router.get("/{attempt_id}/adaptive")
+async def adaptive_audit(
+    attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep
+) -> list[dict[str, Any]]:
+    """Staff only: each adaptive section's log with the engine's decisions replayed from the
+    stored seed, configuration and pinned pool; `consistent` is false if any delivered item
+    was not the engine's own choice."""
+    return await runtime.attempts.adaptive_audit(user, attempt_id)
+
+
 @router.post("/{attempt_id}/extend", response_model=Timer)
 async def extend(
     attempt_id: uuid.UUID, body: ExtendIn, user: CurrentUser, runtime: RuntimeDep

@@ -6,6 +6,7 @@ import { LiveSocket } from "/static/lib/live.js";
 import { EventBatcher } from "/static/lib/event_batcher.js";
 import { Outbox } from "/static/lib/outbox.js";
 import { Sensors, suspiciousShortcut } from "/static/lib/sensors.js";
+import { renderInteraction } from "/app/widgets.js";
 
 const api = new Api("", globalThis.localStorage);
 const $ = (selector) => document.querySelector(selector);
@@ -16,6 +17,9 @@ let sessionEvents = null;
 let lockdown = {};
 let state = null;
 let current = null;
+let flushTyping = () => {};
+const feedback = new Map();
+const lockedItems = new Set();
 const warned = new Set();
 
 // Show one screen and move focus into it (its [autofocus] field, else its heading), so keyboard
@@ -153,7 +157,7 @@ function openAttempt(attemptId, sessionId = null) {
     on: {
       status: showStatus,
       state: (s) => { state = s; applyLockdown(s.lockdown); if (s.state === "not_started") client.send("start_assessment"); else enter(); },
-      saved: (_, pending) => ($("#saved").textContent = pending ? `${pending} answer(s) waiting to be sent` : "All answers saved"),
+      saved,
       timer: (t) => { if (state && t.timer) { state.timer = t.timer; state.state = t.state ?? state.state; } },
       error: (e) => ($("#saved").textContent = e.message),
       message: handle,
@@ -202,7 +206,7 @@ function handle(message) {
     renderMap();
     renderItem();
   }
-  if (message.type === "assessment_completed") finish(message.data.reason);
+  if (message.type === "assessment_completed") finish(message.data.reason, message.data.feedback);
   if (message.type === "integrity_warning") warn(message.data);
 }
 
@@ -226,31 +230,23 @@ function renderMap() {
     b.classList.toggle("flagged", state.flags.includes(item.item_id));
     b.setAttribute("aria-label", `Question ${item.position + 1}${item.item_id in state.responses ? ", answered" : ""}${state.flags.includes(item.item_id) ? ", flagged" : ""}`);
     if (current && current.position === item.position) b.setAttribute("aria-current", "true");
-    b.addEventListener("click", () => client.send("navigate", { to: item.position }));
+    b.addEventListener("click", () => { flushTyping(); client.send("navigate", { to: item.position }); });
     return b;
   }));
 }
 
 function renderItem() {
   if (!current) return;
+  flushTyping();
   const { item, position, total_items: total } = current;
-  const response = state.responses[item.item_id] ?? current.response ?? [];
+  const response = item.item_id in state.responses ? state.responses[item.item_id] : current.response;
   $("#item-title").textContent = `Question ${position + 1} of ${total}`;
-  $("#prompt").textContent = item.prompt;
-  const single = item.max_choices === 1;
-  $("#choices-legend").textContent = single ? "Choose one" : item.max_choices ? `Choose up to ${item.max_choices}` : "Choose all that apply";
-  const fieldset = $("#choices");
-  fieldset.replaceChildren($("#choices-legend"), ...item.choices.map((choice) => {
-    const label = document.createElement("label");
-    const input = document.createElement("input");
-    input.type = single ? "radio" : "checkbox";
-    input.name = `choice-${item.item_id}`;
-    input.value = choice.identifier;
-    input.checked = response.includes(choice.identifier);
-    input.addEventListener("change", () => choose(item));
-    label.append(input, choice.text);
-    return label;
-  }));
+  const locked = current.locked || lockedItems.has(item.item_id);
+  flushTyping = renderInteraction({
+    fieldset: $("#choices"), legend: $("#choices-legend"), promptEl: $("#prompt"),
+    item, response, locked, answer: (value) => choose(item, value),
+  });
+  showFeedback(feedback.get(item.item_id));
   $("#previous").disabled = position === 0 || state.navigation_mode === "linear";
   $("#next").disabled = position >= total - 1;
   const flagged = state.flags.includes(item.item_id);
@@ -259,16 +255,32 @@ function renderItem() {
   renderMap();
 }
 
-function choose(item) {
-  const chosen = [...document.querySelectorAll(`#choices input:checked`)].map((i) => i.value).sort();
-  if (chosen.length) state.responses[item.item_id] = chosen;
-  else delete state.responses[item.item_id];
-  client.answer(item.item_id, chosen.length ? chosen : null);
+function choose(item, value) {
+  if (value === null) delete state.responses[item.item_id];
+  else state.responses[item.item_id] = value;
+  client.answer(item.item_id, value);
   renderMap();
 }
 
-$("#previous").addEventListener("click", () => client.send("navigate", { to: "previous" }));
-$("#next").addEventListener("click", () => client.send("navigate", { to: "next" }));
+// Per-item feedback tests: the server scores each answer as it is saved and locks the item.
+function saved(ack, pending) {
+  $("#saved").textContent = pending ? `${pending} answer(s) waiting to be sent` : "All answers saved";
+  if (!ack?.feedback) return;
+  feedback.set(ack.item_id, ack.feedback);
+  lockedItems.add(ack.item_id);
+  if (current?.item.item_id === ack.item_id) renderItem();
+}
+
+function showFeedback(told) {
+  const box = $("#feedback");
+  box.hidden = !told;
+  if (!told) return;
+  const verdict = told.pending ? "waiting for a teacher's grade" : told.correct === true ? "correct" : told.correct === false ? "not correct" : "scored";
+  box.textContent = `Your answer is ${verdict}` + (told.score === null ? "." : `: ${told.score} of ${told.max_score} points.`);
+}
+
+$("#previous").addEventListener("click", () => { flushTyping(); client.send("navigate", { to: "previous" }); });
+$("#next").addEventListener("click", () => { flushTyping(); client.send("navigate", { to: "next" }); });
 $("#flag").addEventListener("click", () => {
   const id = current.item.item_id;
   client.send("flag", { item_id: id, flagged: !state.flags.includes(id) });
@@ -288,6 +300,7 @@ $("#home-button").addEventListener("click", () => {
 });
 
 function review() {
+  flushTyping();
   show("review-screen");
   const answered = state.items.filter((i) => i.item_id in state.responses);
   const flagged = state.items.filter((i) => state.flags.includes(i.item_id));
@@ -306,7 +319,7 @@ function review() {
   $("#submit").focus();
 }
 
-function finish(reason) {
+function finish(reason, told = null) {
   sensors = null;
   $("#fullscreen-prompt").hidden = true;
   client?.stop();
@@ -318,6 +331,14 @@ function finish(reason) {
     expired: "Time is up: the server closed the exam with your saved answers.",
     terminated: "The proctor ended your exam.",
   }[reason] ?? "";
+  // After-submission feedback tests: how each answer went (never the correct answers unless
+  // the test's review policy shows them, in which case the server sends them).
+  $("#done-feedback").replaceChildren(...(told ?? []).map((f, n) => {
+    const verdict = f.pending ? "waiting for a grade" : f.correct === true ? "correct" : f.correct === false ? "not correct" : "scored";
+    return Object.assign(document.createElement("li"), {
+      textContent: `Question ${n + 1}: ${verdict}${f.score === null ? "" : `, ${f.score} of ${f.max_score}`}`,
+    });
+  }));
 }
 
 // The countdown: from the server's deadline and the measured clock, once a second.
@@ -334,7 +355,25 @@ setInterval(() => {
     }
   }
   if (left === 0) $("#warning").textContent = "Time is up.";
+  sectionCountdown();
 }, 1000);
+
+// A section with its own time limit: its countdown, and "next" (to the next section) once it is
+// spent; the server refuses its answers from then on whatever the page does.
+let sectionMoved = null;
+function sectionCountdown() {
+  const timed = current?.section_time;
+  $("#section-timer").hidden = !timed;
+  if (!timed) return;
+  const left = timed.deadline ? client.clock.remainingMs(timed.deadline) ?? timed.remaining_ms : timed.remaining_ms;
+  const total = Math.ceil(left / 1000);
+  $("#section-timer").textContent = `This section: ${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")} left`;
+  if (left === 0 && sectionMoved !== timed.section && current.position < current.total_items - 1) {
+    sectionMoved = timed.section;
+    flushTyping();
+    client.send("navigate", { to: "next" });
+  }
+}
 
 // ---- integrity sensors: the browser's signals, fed to Sensors while in a proctored session ----
 

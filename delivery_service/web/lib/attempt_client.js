@@ -12,7 +12,7 @@ const HEARTBEAT_MS = 15000;
 const CLOCK_MS = 30000;
 const FINAL = new Set([4401, 4403, 4404, 4409]);
 // Refusals that sending again cannot change: the answer leaves the outbox and is reported.
-const PERMANENT = new Set(["invalid_response", "unknown_item", "client_seq_conflict", "invalid_message"]);
+const PERMANENT = new Set(["invalid_response", "unknown_item", "client_seq_conflict", "invalid_message", "item_locked"]);
 // Refusals that end every pending answer: the attempt no longer takes any.
 const CLOSED = new Set(["deadline_passed", "attempt_not_in_progress"]);
 
