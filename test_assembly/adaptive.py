@@ -290,3 +290,15 @@ def advance(
     step = next_step(state.config, bank, state.log, seed=seed, label=label)
     state.theta, state.se, state.stopped = step.estimate.theta, step.estimate.se, step.reason
     return step
+
+
+ENDED = "ended"  # the attempt ended on the section's current item: it is scored, nothing chosen
+
+
+def close(state: SectionState, bank: Sequence[BankItem], identifier: str, right: bool) -> None:
+    """The attempt ended while `identifier` was the section's current item and it was answered:
+    count it in the final estimate and choose nothing after it (in place)."""
+    by_id = {b.identifier: b for b in bank}
+    state.log.append((identifier, int(right)))
+    final = estimate(state.config, [(by_id[i].params, score) for i, score in state.log])
+    state.theta, state.se, state.stopped = final.theta, final.se, ENDED

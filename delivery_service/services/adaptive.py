@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.services.bank import content_of
 from delivery_service.storage.models import Attempt, Item
-from test_assembly.adaptive import BankItem, Params, SectionState, replay
+from test_assembly.adaptive import ENDED, BankItem, Params, SectionState, replay
 from test_assembly.assembly import Form
 from test_assembly.scoring import method
 
@@ -112,9 +112,13 @@ async def audit(s: AsyncSession, attempt: Attempt) -> list[dict[str, Any]]:
                     "stop": step.reason,
                 }
             )
-        consistent = all(r["engine_choice"] == r["delivered"] for r in rows) and (
-            steps[-1].reason == state.stopped
-        )
+        if state.stopped == ENDED:
+            # The attempt ended on the last logged item: the engine chose nothing after it.
+            consistent = all(r["engine_choice"] == r["delivered"] for r in rows[:-1])
+            consistent = consistent and rows[-1]["delivered"] is None
+        else:
+            consistent = all(r["engine_choice"] == r["delivered"] for r in rows)
+            consistent = consistent and steps[-1].reason == state.stopped
         out.append(
             {
                 "section": section_id,

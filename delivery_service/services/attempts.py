@@ -84,8 +84,8 @@ from integrity import chain as sealing
 from integrity import events as ev
 from integrity.events import Source
 from integrity.policy import policy_of
-from test_assembly.adaptive import advance, begin
-from test_assembly.assembly import assemble
+from test_assembly.adaptive import advance, begin, close
+from test_assembly.assembly import Form, assemble
 from test_assembly.feedback import feedback_for
 from test_assembly.interactions import ItemContent, ResponseError, interaction_for
 from test_assembly.rng import new_seed
@@ -569,6 +569,28 @@ class AttemptService:
         last = x.attempt.position + 1 >= len(x.attempt.form)
         return "stopped_last" if step.item is None and last else "stepped"
 
+    async def _close_adaptive(self, x: Loaded) -> None:
+        """At the end, an answered current item of a running adaptive section still counts in
+        its ability estimate (the engine chooses nothing after it)."""
+        layout = x.attempt.layout
+        if not layout or not layout.get("adaptive"):
+            return
+        form = {item.identifier: item for item in await self._form(x.session, x.attempt)}
+        for section in Form.from_json(layout).sections:
+            found = adaptive.frontier(layout, section.items[-1]) if section.items else None
+            if found is None:
+                continue
+            section_id, state = found
+            item = form[section.items[-1]]
+            item_state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+            if item_state is None or item_state.response is None:
+                continue
+            scored = score_item(item, item_state.response)
+            bank = await adaptive.bank_of(x.session, layout, state)
+            close(state, bank, item.identifier, scored.score == scored.max_score)
+            layout = adaptive.with_step(layout, section_id, state, None)
+        x.attempt.layout = layout
+
     async def adaptive_audit(
         self, principal: Principal, attempt_id: uuid.UUID
     ) -> list[dict[str, Any]]:
@@ -820,6 +842,7 @@ class AttemptService:
         if event == "terminate" and actor is not None:
             require_reason(actor, "attempt_terminated", reason)
         rules.finish(x.attempt, event=event, now=x.now)
+        await self._close_adaptive(x)
         form = await self._form(x.session, x.attempt)
         states = await item_states(x.session, x.attempt.id)
         result = score_attempt(x.attempt, x.test, form, states)

@@ -37,13 +37,6 @@ async def served(
         yield server
 
 
-@pytest.fixture
-async def context(browser: Any) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context(viewport={"width": 1000, "height": 900})
-    yield ctx
-    await ctx.close()
-
-
 async def start(page: Page, served: Served, title: str, total: int) -> None:
     await page.goto(served.url + "/")
     await page.fill("input[name=username]", "student1")

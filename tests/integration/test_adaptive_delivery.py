@@ -152,3 +152,39 @@ async def test_an_adaptive_end_stops_on_its_standard_error_and_waits_for_submit(
     assert audit["consistent"]
     done = await world.student.post(f"/attempts/{aid}/submit")
     assert done["answered"] == moved["total_items"]
+
+
+async def test_submitting_on_an_answered_adaptive_item_counts_it_in_the_estimate(
+    world: World,
+) -> None:
+    await bank(world)
+    test = await world.teacher.post("/tests", {
+        "title": "CAT cut short", "time_limit_seconds": 600, "navigation_mode": "linear",
+        "blueprint": {"sections": [{"identifier": "cat",
+                                    "selection": {"mode": "adaptive", "tags": ["cat"]},
+                                    "adaptive": {"min_items": 5, "max_items": 10,
+                                                 "se_target": 0.05}}]},
+    }, expect=201)  # fmt: skip
+    attempt = await world.student.post("/attempts", {"test_id": test["id"]}, expect=201)
+    aid = attempt["id"]
+    await world.student.post(f"/attempts/{aid}/start")
+    current = await world.student.get(f"/attempts/{aid}/current")
+    given = []
+    for seq in range(1, 4):
+        item = current["item"]["item_id"]
+        given.append(item)
+        await world.student.post(
+            f"/attempts/{aid}/answers", {"item_id": item, "response": "B", "client_seq": seq}
+        )
+        if seq < 3:
+            current = await world.student.post(f"/attempts/{aid}/navigate", {"to": "next"})
+    await world.student.post(f"/attempts/{aid}/submit")  # on the third, answered
+    (audit,) = await world.teacher.get(f"/attempts/{aid}/adaptive")
+    assert audit["stopped"] == "ended"
+    assert audit["consistent"] is True
+    assert [s["delivered"] for s in audit["steps"]] == [*given, None]
+    assert [s["score"] for s in audit["steps"]] == [1, 1, 1, None]
+    # Three right answers: the estimate moved up from the prior and narrowed.
+    assert audit["steps"][-1]["theta"] == audit["theta"]
+    assert audit["theta"] > audit["steps"][2]["theta"] > 0
+    assert audit["se"] < audit["steps"][2]["se"]
