@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.services.bank import content_of
 from delivery_service.storage.models import Attempt, Item
-from test_assembly.adaptive import ENDED, BankItem, Params, SectionState, replay
+from test_assembly.adaptive import ENDED, BankItem, Params, SectionState, params_of, replay
 from test_assembly.assembly import Form
 from test_assembly.scoring import method
 
@@ -25,12 +25,7 @@ from test_assembly.scoring import method
 def calibrated(rows: Mapping[str, Item]) -> dict[str, Params]:
     """IRT parameters of the items an adaptive section may use: calibrated and machine-scored
     (an essay has no right or wrong the engine could use at once)."""
-    out = {}
-    for identifier, row in rows.items():
-        if row.irt and method(content_of(row)) != "manual":
-            irt = row.irt
-            out[identifier] = Params(float(irt["a"]), float(irt["b"]), float(irt.get("c", 0.0)))
-    return out
+    return params_of({i: row.irt for i, row in rows.items() if method(content_of(row)) != "manual"})
 
 
 def states_of(layout: Mapping[str, Any] | None) -> dict[str, SectionState]:
@@ -50,12 +45,12 @@ async def bank_of(
 
 def planned_total(layout: Mapping[str, Any] | None, delivered: int) -> int:
     """Items delivered so far plus what running adaptive sections may still add (at most)."""
-    if not layout:
+    if not layout or not layout.get("adaptive"):
         return delivered
-    form = Form.from_json(layout)
+    states = states_of(layout)
     more = 0
-    for section in form.sections:
-        state = states_of(layout).get(section.identifier)
+    for section in Form.from_json(layout).sections:
+        state = states.get(section.identifier)
         if state is not None and state.stopped is None:
             more += max(state.config.max_items - len(section.items), 0)
     return delivered + more

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import func, select
@@ -88,6 +89,7 @@ from test_assembly.adaptive import advance, begin, close
 from test_assembly.assembly import Form, assemble
 from test_assembly.feedback import feedback_for
 from test_assembly.interactions import ItemContent, ResponseError, interaction_for
+from test_assembly.model import Policies
 from test_assembly.rng import new_seed
 from test_assembly.scoring import score_item
 
@@ -106,6 +108,11 @@ class Loaded:
     test: Test
     now: datetime
     after: list[AfterCommit] = field(default_factory=list)
+
+    @cached_property
+    def policies(self) -> Policies:
+        """The test's policies, parsed once per decision (the answer path reads them twice)."""
+        return policies_of(self.test)
 
 
 class AttemptService:
@@ -220,7 +227,7 @@ class AttemptService:
             Loaded(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
             payload={"deadline": iso(deadline)},
         )  # fmt: skip
-        attempt_id, late = str(attempt.id), late_window(test)
+        attempt_id, late = str(attempt.id), late_window(policies_of(test))
         after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
         return attempt
 
@@ -530,7 +537,7 @@ class AttemptService:
     async def _submit_individually(self, x: Loaded, position: int) -> None:
         """QTI's `individual` submission mode: an item's response is submitted when the
         candidate leaves it, and is final from then on (one attempt per item)."""
-        if policies_of(x.test).submission_mode != "individual":
+        if x.policies.submission_mode != "individual":
             return
         item = (await self._form(x.session, x.attempt))[position]
         state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
@@ -540,10 +547,12 @@ class AttemptService:
     async def _adaptive_step(self, x: Loaded, to: navigation.Target, principal: Principal) -> str:
         """Leaving the current item of a running adaptive section: score it, lock it, and let
         the engine choose what follows (another item of the section, or the section's end)."""
+        if not (x.attempt.layout or {}).get("adaptive") or x.attempt.seed is None:
+            return "not_adaptive"  # most tests: decided without reading the form
         form = await self._form(x.session, x.attempt)
         current = form[x.attempt.position]
         found = adaptive.frontier(x.attempt.layout, current.identifier)
-        if found is None or x.attempt.layout is None or x.attempt.seed is None:
+        if found is None or x.attempt.layout is None:
             return "not_adaptive"
         if to not in ("next", x.attempt.position + 1):
             raise NavigationForbidden(
@@ -750,7 +759,8 @@ class AttemptService:
                             self._metrics.expiry_lag.observe(max(lag.total_seconds(), 0.0))
                     elif attempt.deadline is not None:
                         # Redis was early or stale (an extension it missed): re-arm only.
-                        deadline, now, late = attempt.deadline, loaded.now, late_window(test)
+                        deadline, now = attempt.deadline, loaded.now
+                        late = late_window(loaded.policies)
                         loaded.after.append(
                             lambda: self._timers.schedule(attempt_id, deadline, now, late=late)
                         )
@@ -770,7 +780,7 @@ class AttemptService:
                 .where(Attempt.state == "in_progress")
             )
             return [
-                (str(ident), deadline, late_window(test))
+                (str(ident), deadline, late_window(policies_of(test)))
                 for ident, deadline, test in rows
                 if deadline is not None
             ]
@@ -851,7 +861,7 @@ class AttemptService:
             state = states.get(uuid.UUID(item.item_id))
             if state is not None and result.items[item.item_id].score is None:
                 state.needs_grade = True
-        policies = policies_of(x.test)
+        policies = x.policies
         feedback = None
         if policies.feedback == "after_submission":
             feedback = [item_feedback(item, states, policies) for item in form]
@@ -898,7 +908,7 @@ class AttemptService:
         attempt_id = str(x.attempt.id)
         timer = self._timer(x.attempt, x.test, x.now)
         if x.attempt.state == "in_progress" and x.attempt.deadline is not None:
-            deadline, now, late = x.attempt.deadline, x.now, late_window(x.test)
+            deadline, now, late = x.attempt.deadline, x.now, late_window(x.policies)
             x.after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
         else:
             x.after.append(lambda: self._timers.cancel(attempt_id))
@@ -1016,7 +1026,7 @@ class AttemptService:
     @staticmethod
     def _answer_feedback(x: Loaded, item: ItemContent, response: Any) -> ItemFeedback | None:
         """Per-item feedback tests score an answer as it is given (clearing one scores nothing)."""
-        policies = policies_of(x.test)
+        policies = x.policies
         if policies.feedback != "per_item" or response is None:
             return None
         told = feedback_for(item, response, policies)
@@ -1025,7 +1035,7 @@ class AttemptService:
     def expiry_grace(self, x: Loaded) -> timedelta:
         """When the attempt expires after its deadline: the network grace, plus the test's
         submission window when its deadline policy is `grace` (answers are refused in it)."""
-        return self._grace + late_window(x.test)
+        return self._grace + late_window(x.policies)
 
     async def _form(self, s: AsyncSession, attempt: Attempt) -> list[ItemContent]:
         return await self._items.many(s, attempt.form)
@@ -1162,8 +1172,8 @@ def clock_at(attempt: Attempt, now: datetime, *, enter: bool, position: int | No
     attempt.layout = {**attempt.layout, "clock": clock}
 
 
-def late_window(test: Test) -> timedelta:
-    policies = policies_of(test)
+def late_window(policies: Policies) -> timedelta:
+    """The `grace` deadline policy's submission window after the deadline (else none)."""
     if policies.deadline != "grace":
         return timedelta(0)
     return timedelta(seconds=policies.grace_seconds)

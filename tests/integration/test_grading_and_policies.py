@@ -5,6 +5,7 @@ the deadline's submission window."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -283,6 +284,18 @@ async def test_a_section_time_limit_closes_its_section_and_moves_on(world: World
     assert 55_000 < timed["remaining_ms"] <= 60_000
     assert timed["deadline"].endswith("Z")
     await answer(world, aid, "q1", "B", 1)
+    # A pause stops the section's clock too; a resume starts it again.
+    await world.student.post(f"/attempts/{aid}/pause")
+    async with world.sessions() as s:
+        row = await s.get(Attempt, uuid.UUID(aid))
+        assert row is not None
+        assert row.layout is not None
+        assert row.layout["clock"]["s1"]["entered"] is None
+        assert row.layout["clock"]["s1"]["used_ms"] < 60_000
+    await world.student.post(f"/attempts/{aid}/resume")
+    resumed = (await world.student.get(f"/attempts/{aid}/current"))["section_time"]
+    assert resumed["deadline"] is not None
+    assert resumed["remaining_ms"] <= timed["remaining_ms"]
     # 61 seconds spent in s1 (the clock is in the attempt's layout).
     async with world.sessions() as s, s.begin():
         row = await s.get(Attempt, uuid.UUID(aid))
@@ -304,3 +317,24 @@ async def test_a_section_time_limit_closes_its_section_and_moves_on(world: World
     assert (await answer(world, aid, "q3", "B", 3))["applied"] is True
     done = await world.student.post(f"/attempts/{aid}/submit")
     assert done["answered"] == 2
+
+
+async def test_a_rebuilt_timer_keeps_the_submission_window(world: World) -> None:
+    """Redis lost the deadline entry: the reconcile pass restores it at deadline + network
+    grace + the test's window, so the sweeper does not expire an attempt inside its window."""
+    from delivery_service.live.timers import epoch_ms
+
+    test_id = await new_test(world, policies={"deadline": "grace", "grace_seconds": 300})
+    aid = await started(world, test_id)
+    await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": -605, "reason": "end now"})
+    runtime = world.served.runtime
+    await runtime.redis.zrem(runtime.keys.deadlines, aid)
+    await runtime.sweeper.reconcile()
+    async with world.sessions() as s:
+        row = await s.get(Attempt, uuid.UUID(aid))
+        assert row is not None
+        assert row.deadline is not None
+        due = row.deadline + world.settings.grace + timedelta(seconds=300)
+    assert await runtime.redis.zscore(runtime.keys.deadlines, aid) == epoch_ms(due)
+    await runtime.sweeper.sweep_once()
+    assert (await world.student.get(f"/attempts/{aid}"))["state"] == "in_progress"
