@@ -67,6 +67,7 @@ class CatalogService:
                 )  # fmt: skip
                 outcomes[item.identifier] = outcome
             test_id = None
+            problems = [QtiProblem(**p.__dict__) for p in result.problems]
             if result.test is not None:
                 definition = result.test
                 spec = TestIn(
@@ -77,28 +78,43 @@ class CatalogService:
                     blueprint=definition.blueprint,
                     policies=definition.policies,
                 )
-                test = await add_test(s, spec, created_by=principal.user_id)
-                test_id = test.id
-                await self._ledger.append(
-                    s,
-                    Entry(
-                        chain=f"test:{test.id}",
-                        type="test_imported",
-                        source="staff",
-                        actor_id=principal.user_id,
-                        payload={
-                            "identifier": definition.identifier,
-                            "items": outcomes,
-                            "problems": len(result.problems),
-                        },
-                    ),  # fmt: skip
-                    now,
-                )
+                try:
+                    # A savepoint: a test the server refuses (an adaptive section in a
+                    # nonlinear test, a blueprint the bank cannot fill) leaves the items in.
+                    async with s.begin_nested():
+                        test = await add_test(s, spec, created_by=principal.user_id)
+                except Unprocessable as refused:
+                    if all_or_nothing:
+                        raise
+                    problems.append(
+                        QtiProblem(
+                            file=result.test_file or "imsmanifest.xml",
+                            identifier=definition.identifier,
+                            reason=f"test not imported ({refused.code}): {refused.message}",
+                        )
+                    )
+                else:
+                    test_id = test.id
+                    await self._ledger.append(
+                        s,
+                        Entry(
+                            chain=f"test:{test.id}",
+                            type="test_imported",
+                            source="staff",
+                            actor_id=principal.user_id,
+                            payload={
+                                "identifier": definition.identifier,
+                                "items": outcomes,
+                                "problems": len(problems),
+                            },
+                        ),
+                        now,
+                    )
         return QtiImportOut(
             version=result.version,
             items=outcomes,
             test_id=test_id,
-            problems=[QtiProblem(**p.__dict__) for p in result.problems],
+            problems=problems,
         )
 
     async def export_qti(self, principal: Principal, test_id: uuid.UUID) -> bytes:

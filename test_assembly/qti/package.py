@@ -52,6 +52,7 @@ class ImportResult:
     test: TestDefinition | None
     problems: list[Problem] = field(default_factory=list)
     version: str = "3.0"
+    test_file: str | None = None  # where the test came from, to name it in a later problem
 
 
 def _cp(name: str) -> str:
@@ -132,7 +133,7 @@ def import_package(data: bytes, *, all_or_nothing: bool = False) -> ImportResult
             "the package holds no importable item or test",
             problems=[p.__dict__ for p in problems],
         )
-    return ImportResult(items, test, problems, version)
+    return ImportResult(items, test, problems, version, tests[0][0] if tests else None)
 
 
 def _with_item_metadata(item: ItemDefinition, resource: etree._Element) -> ItemDefinition:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from delivery_service.storage import models
 from delivery_service.storage.models import Attempt, BankItem, Item, LedgerEvent
 from test_assembly.assembly import Candidate, Form, assemble
 from test_assembly.model import Blueprint
@@ -308,3 +309,55 @@ async def test_the_bank_lists_by_tag_state_and_type_and_guards_identifiers(world
     assert await listed("?type=text_entry") == ["txt-1"]
     missing = await world.teacher.get("/items/nope", expect=404)
     assert missing["error"]["code"] == "item_not_found"
+
+
+async def test_a_package_whose_test_the_server_refuses_still_imports_its_items(
+    world: World,
+) -> None:
+    """An adaptive section needs linear navigation: in a nonlinear package the test is reported
+    as a problem and its calibrated items still reach the bank (unless all-or-nothing)."""
+    from test_assembly.model import TestDefinition
+    from tests.integration.test_adaptive_delivery import FINAL, blueprint, calibrated
+
+    def package(navigation: str) -> bytes:
+        return export_package(TestDefinition.model_validate({
+            "identifier": "cat-test", "title": "CAT", "time_limit_seconds": 600,
+            "navigation_mode": navigation, "blueprint": blueprint(),
+            "items": [calibrated(n) for n in range(10)] + [FINAL],
+        }))  # fmt: skip
+
+    async def bank_size() -> int:
+        async with world.sessions() as s:
+            return int(await s.scalar(select(func.count()).select_from(BankItem)) or 0)
+
+    refused = await world.teacher.http.post(
+        "/qti/import", params={"all_or_nothing": "true"}, content=package("nonlinear")
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "adaptive_needs_linear"
+    assert await bank_size() == 0
+
+    reply = await world.teacher.http.post("/qti/import", content=package("nonlinear"))
+    assert reply.status_code == 201, reply.text
+    imported = reply.json()
+    assert imported["test_id"] is None
+    [problem] = imported["problems"]
+    assert problem["identifier"] == "cat-test"
+    assert problem["file"].endswith(".xml")
+    assert problem["reason"].startswith("test not imported (adaptive_needs_linear)")
+    assert len(imported["items"]) == 11
+    assert set(imported["items"].values()) == {"created"}
+    assert await bank_size() == 11
+    async with world.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEvent).where(
+            LedgerEvent.type == "test_imported")) == 0  # fmt: skip
+        assert await s.scalar(select(func.count()).select_from(models.Test)) == 0
+
+    # The same test, linear: it imports over the items already there and delivers adaptively.
+    linear = await world.teacher.http.post("/qti/import", content=package("linear"))
+    assert linear.status_code == 201, linear.text
+    assert linear.json()["problems"] == []
+    assert set(linear.json()["items"].values()) == {"unchanged"}
+    started = await take(world, linear.json()["test_id"])
+    assert started["items"][0]["item_id"].startswith("cat")
+    assert started["items"][-1]["item_id"] == "final"
