@@ -824,20 +824,21 @@ class AttemptService:
         *,
         lock: bool,
     ) -> Loaded:
-        stmt = select(Attempt).where(Attempt.id == attempt_id)
+        # The attempt and its test in one statement (tests never change once written); only
+        # the attempt row is locked. The clock is read after the lock is granted, apart.
+        stmt = select(Attempt, Test).join(Test, Test.id == Attempt.test_id)
+        stmt = stmt.where(Attempt.id == attempt_id)
         if lock:
-            stmt = stmt.with_for_update()
-        attempt = await s.scalar(stmt.execution_options(populate_existing=True))
+            stmt = stmt.with_for_update(of=Attempt)
+        found = (await s.execute(stmt.execution_options(populate_existing=True))).one_or_none()
+        attempt, test = found if found is not None else (None, None)
         owner = attempt is not None and attempt.user_id == principal.user_id
-        if attempt is None or not (owner or principal.is_staff):
+        if attempt is None or test is None or not (owner or principal.is_staff):
             raise NotFound("attempt", attempt_id)
         if access == "owner" and not owner:
             raise Forbidden("only the candidate can do this in their own attempt")
         if access == "staff" and not principal.is_staff:
             raise Forbidden("only a proctor or an admin can do this")
-        test = await s.get(Test, attempt.test_id)
-        if test is None:  # pragma: no cover - foreign key guarantees it
-            raise NotFound("test", attempt.test_id)
         return Loaded(s, attempt, test, await db_now(s))
 
     async def _finish(
@@ -979,7 +980,13 @@ class AttemptService:
         principal: Principal,
         connection_id: str | None,
     ) -> AnswerAck:
-        state = await self._state_row(x.session, x.attempt.id, item)
+        states = await self._states(x.session, x.attempt.id)
+        state = states.get(uuid.UUID(item.item_id))
+        if state is None:
+            state = ItemState(attempt_id=x.attempt.id, item_id=uuid.UUID(item.item_id),
+                              flagged=False)  # fmt: skip
+            x.session.add(state)
+            states[state.item_id] = state
         if state.locked:
             raise Conflict(
                 "item_locked",
@@ -1019,7 +1026,7 @@ class AttemptService:
             applied=applied,
             duplicate=False,
             saved_at=x.now,
-            answered=await self._answered(x.session, x.attempt.id),
+            answered=sum(1 for st in states.values() if st.response is not None),
             feedback=feedback,
         )
 
@@ -1054,6 +1061,18 @@ class AttemptService:
             state = ItemState(attempt_id=attempt_id, item_id=key[1], flagged=False)
             s.add(state)
         return state
+
+    @staticmethod
+    async def _states(s: AsyncSession, attempt_id: uuid.UUID) -> dict[uuid.UUID, ItemState]:
+        """Every item state of the attempt, in one statement: the answer path needs one row
+        to write and all of them to count answered items (the attempt is locked, so the
+        count cannot change underneath)."""
+        rows = await s.scalars(
+            select(ItemState)
+            .where(ItemState.attempt_id == attempt_id)
+            .execution_options(populate_existing=True)
+        )
+        return {row.item_id: row for row in rows}
 
     @staticmethod
     async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,6 +110,12 @@ class Ledger:
 
     @staticmethod
     async def _lock_head(s: AsyncSession, chain: str) -> LedgerHead:
+        """The chain's head under a row lock; created first when the chain is new. Most
+        appends extend a chain that exists, so the lock comes first and the insert only when
+        it found nothing (one statement per append saved on the answer path)."""
+        head = await s.scalar(_locked_head(chain))
+        if head is not None:
+            return head
         dialect = s.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await s.execute(
@@ -117,12 +123,7 @@ class Ledger:
             .values(chain=chain, seq=0, hash=sealing.GENESIS)
             .on_conflict_do_nothing(index_elements=["chain"])
         )
-        head = await s.scalar(
-            select(LedgerHead)
-            .where(LedgerHead.chain == chain)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        head = await s.scalar(_locked_head(chain))
         if head is None:  # pragma: no cover - inserted just above, in this transaction
             raise RuntimeError(f"ledger head {chain!r} vanished")
         return head
@@ -151,6 +152,15 @@ class Ledger:
         known |= set(await s.scalars(select(LedgerEvent.chain).distinct()))
         for name in sorted(known):
             yield name
+
+
+def _locked_head(chain: str) -> Select[LedgerHead]:
+    return (
+        select(LedgerHead)
+        .where(LedgerHead.chain == chain)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 def _link(row: LedgerEvent) -> sealing.Link:

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from delivery_service.storage.types import BigIntPK, PortableJSON, UTCDateTime
+from delivery_service.storage.types import BigIntPK, NullableJSON, PortableJSON, UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -153,7 +153,7 @@ class ItemState(Base):
 
     attempt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
     item_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    response: Mapped[Any | None] = mapped_column(PortableJSON)
+    response: Mapped[Any | None] = mapped_column(NullableJSON)
     client_seq: Mapped[int | None] = mapped_column(BigInteger)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_at: Mapped[datetime | None]

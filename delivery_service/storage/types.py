@@ -11,6 +11,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 PortableJSON = JSON().with_variant(JSONB(), "postgresql")
+# For columns where None means "nothing here" (a cleared answer): None is stored as SQL NULL, not
+# as the JSON value null, so `IS NULL` in SQL and `is None` in Python count the same rows.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 

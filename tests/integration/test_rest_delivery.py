@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from delivery_service.storage.models import ResponseEvent
+from delivery_service.storage.models import ItemState, ResponseEvent
 from tests.integration.conftest import World
 
 
@@ -313,3 +313,26 @@ async def test_repeated_failed_logins_are_throttled_per_user(world: World) -> No
     assert right.status_code == 429
     assert right.json()["error"]["code"] == "too_many_attempts"
     assert other.status_code == 200
+
+
+async def test_a_cleared_answer_no_longer_counts_as_answered(world: World) -> None:
+    """Every count agrees: the ack (also when replayed), the attempt view and the database."""
+    aid = await world.started_attempt()
+    post = world.student.post
+    await post(f"/attempts/{aid}/answers", {"item_id": "q1", "response": "B", "client_seq": 1})
+    await post(f"/attempts/{aid}/answers", {"item_id": "q2", "response": "A", "client_seq": 2})
+    clear = {"item_id": "q1", "response": None, "client_seq": 3}
+    ack = await post(f"/attempts/{aid}/answers", clear)
+    assert (ack["applied"], ack["answered"]) == (True, 1)
+    replayed = await post(f"/attempts/{aid}/answers", clear)
+    assert (replayed["duplicate"], replayed["answered"]) == (True, 1)
+    view = await world.student.get(f"/attempts/{aid}")
+    assert view["responses"] == {"q2": ["A"]}
+    assert [i["answered"] for i in view["items"]] == [False, True, False, False]
+    async with world.sessions() as s:
+        stored = await s.scalar(
+            select(func.count()).select_from(ItemState).where(ItemState.response.is_not(None))
+        )
+    assert stored == 1
+    done = await post(f"/attempts/{aid}/submit")
+    assert done["answered"] == 1
