@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -420,7 +421,14 @@ async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str,
     halt = asyncio.Event()
     load = asyncio.create_task(answering(candidates, args.interval, halt))
     began = time.perf_counter()
-    await asyncio.sleep(args.duration)
+    blipped: dict[str, Any] | None = None
+    if args.blip != "none":
+        await asyncio.sleep(args.duration / 2)
+        blipped = await blip(args.blip, world.settings.redis_url)
+        print(f"  redis blip: {blipped}", flush=True)
+        await asyncio.sleep(max(began + args.duration - time.perf_counter(), 0))
+    else:
+        await asyncio.sleep(args.duration)
     halt.set()
     await load
     elapsed = time.perf_counter() - began
@@ -428,12 +436,63 @@ async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str,
     await settle(candidates)
     phase("settled", t)
     result = summary(candidates, proctors, elapsed)
+    if blipped is not None:
+        result["blip"] = blipped
     result["timeline"] = [round(x * 1000, 1) for c in candidates for x in c.latencies[:50]]
     stop.set()
     for t in tasks:
         t.cancel()
     result["database"] = await verify(world.settings, candidates)
     return result
+
+
+REDIS_SERVER = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+async def blip(kind: str, url: str) -> dict[str, Any]:
+    """Hurt Redis in the middle of the load, as production sometimes does:
+    `kill-pubsub` drops every pub/sub connection (CLIENT KILL TYPE pubsub); `sleep` makes the
+    server unresponsive for 3 s (DEBUG SLEEP 3, or CLIENT PAUSE 3000 where DEBUG is disabled);
+    `restart` shuts the local server down without saving and starts it again, empty (the
+    workers must rebuild timers from the database and clients resync from snapshots)."""
+    import subprocess
+
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+
+    redis = Redis.from_url(url)
+    began = time.perf_counter()
+    done: dict[str, Any] = {"kind": kind}
+    try:
+        if kind == "kill-pubsub":
+            done["killed"] = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        elif kind == "sleep":
+            try:
+                await redis.execute_command("DEBUG", "SLEEP", "3")
+                done["how"] = "DEBUG SLEEP 3"
+            except ResponseError:
+                await redis.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+                await asyncio.sleep(3)
+                done["how"] = "CLIENT PAUSE 3000 ALL (DEBUG is disabled)"
+        elif kind == "restart":
+            with contextlib.suppress(RedisConnectionError):
+                await redis.execute_command("SHUTDOWN", "NOSAVE")
+            await asyncio.sleep(0.5)
+            subprocess.run(REDIS_SERVER, check=True)
+            for _ in range(100):
+                with contextlib.suppress(RedisConnectionError):
+                    if await redis.ping():
+                        break
+                await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+    done["seconds"] = round(time.perf_counter() - began, 2)
+    return done
 
 
 async def storm(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -612,6 +671,12 @@ def cli() -> None:
     parser.add_argument("--attempts", type=int, default=2000, help="expiry: attempts due at once")
     parser.add_argument(
         "--lead", type=float, default=15.0, help="expiry: seconds until they are due"
+    )
+    parser.add_argument(
+        "--blip",
+        choices=["none", "kill-pubsub", "sleep", "restart"],
+        default="none",
+        help="steady: hurt Redis halfway through the load",
     )
     parser.add_argument("--connect-rate", type=float, default=400.0, help="new sockets per second")
     args = parser.parse_args()
