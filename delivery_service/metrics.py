@@ -61,6 +61,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.resyncs = Counter(
+            "examserver_resyncs_total",
+            "socket channels repaired after a pub/sub outage: replayed from the stream, or a "
+            "database snapshot when the stream could not fill the gap",
+            ["outcome"],
+            registry=r,
+        )
         self.queue_drops = Counter(
             "examserver_send_queue_drops_total",
             "sockets closed because they could not keep up with their send queue",

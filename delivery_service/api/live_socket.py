@@ -37,6 +37,7 @@ from delivery_service.api.errors import (
 from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event
+from delivery_service.live.follower import Follower
 from delivery_service.logs import bind
 from delivery_service.services.security import Principal
 from integrity import events as ev
@@ -250,7 +251,18 @@ class LiveConnection:
         if channel in self._subscribed:
             return
         self._subscribed.add(channel)
-        await self._subscriptions.enter_async_context(self.rt.bus.subscribe(channel, listener))
+        # The position is read before subscribing, so a replay after an outage starts no later
+        # than the first event this socket could have missed.
+        try:
+            position: tuple[str, int] | None = await self.rt.bus.start_position(channel)
+        except RedisError:
+            position = None  # an outage will then fall back to a snapshot
+        follower = Follower(self.rt.bus, channel, listener, self.spawn, position,
+                            on_recovery=self._count_recovery)  # fmt: skip
+        await self._subscriptions.enter_async_context(self.rt.bus.subscribe(channel, follower))
+
+    def _count_recovery(self, replayed: bool) -> None:
+        self.rt.metrics.resyncs.labels("replayed" if replayed else "snapshot").inc()
 
     async def _first_message_auth(self) -> Principal | None:
         timeout = self.rt.settings.ws_auth_timeout_seconds
