@@ -54,6 +54,7 @@ from delivery_service.storage.models import (
     ClassTeacher,
     GroupSession,
     Item,
+    LedgerEvent,
     ResponseEvent,
     User,
 )
@@ -285,6 +286,9 @@ class Candidate:
 
 @dataclass
 class Proctor:
+    """The console, as far as the figures need it: heartbeats, the feed, and resuming by
+    `last_event_id` after a reconnect (what it could not resume counts as a snapshot)."""
+
     who: Principal
     session_id: str
     token: str
@@ -293,28 +297,52 @@ class Proctor:
     fanout: list[float] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     answers: set[tuple[str, int]] = field(default_factory=set)  # (student id, client_seq)
-    snapshots: int = 0  # state syncs after the first: gaps the stream could not fill
+    positions: dict[str, str] = field(default_factory=dict)
+    snapshots: int = 0  # state syncs no replay could spare: a reconnect not recovered, a RESYNC
+    reconnects: int = 0
 
     async def watch(self, stop: asyncio.Event) -> None:
-        url = f"{self.base}/api/v1/sessions/{self.session_id}/ws"
         while not stop.is_set():
+            query = ""
+            if self.positions:
+                query = "?last_event_id=" + ",".join(self.positions.values())
+            url = f"{self.base}/api/v1/sessions/{self.session_id}/ws{query}"
             try:
                 async with websockets.connect(url, open_timeout=30, max_size=None) as ws:
                     await ws.send(json.dumps({"type": "auth", "data": {"token": self.token}}))
-                    async for raw in ws:
-                        message = json.loads(raw)
-                        if message["type"] == "state_sync_response":
-                            if self.ready.is_set():
-                                self.snapshots += 1
-                            self.ready.set()
-                        elif message["type"] == "answer_submitted":
-                            self.seen += 1
-                            data = message["data"]
-                            self.answers.add((data["student_id"], data["client_seq"]))
-                            at = datetime.fromisoformat(message["data"]["at"])
-                            self.fanout.append((datetime.now(UTC) - at).total_seconds())
+                    beat = asyncio.create_task(Candidate._heartbeat(ws))
+                    try:
+                        await self._read(ws)
+                    finally:
+                        beat.cancel()
             except (websockets.ConnectionClosed, OSError, TimeoutError):
                 await asyncio.sleep(0.5)
+            if not stop.is_set():
+                self.reconnects += 1
+
+    async def _read(self, ws: Any) -> None:
+        greeted = False
+        async for raw in ws:
+            message = json.loads(raw)
+            kind, data = message["type"], message.get("data") or {}
+            if message.get("seq"):
+                self.positions[message["seq"].split(":", 1)[0]] = message["seq"]
+            if kind == "connected":
+                greeted = True
+                if data.get("recovered") is False:
+                    self.snapshots += 1
+                for name, position in data.get("positions", {}).items():
+                    self.positions.setdefault(name, position)
+            elif kind == "state_sync_response":
+                if not greeted:
+                    self.snapshots += 1  # sent on its own: a RESYNC the stream could not fill
+                greeted = False
+                self.ready.set()
+            elif kind == "answer_submitted":
+                self.seen += 1
+                self.answers.add((data["student_id"], data["client_seq"]))
+                at = datetime.fromisoformat(data["at"])
+                self.fanout.append((datetime.now(UTC) - at).total_seconds())
 
 
 # ---- scenarios ----
@@ -413,6 +441,7 @@ def summary(candidates: list[Candidate], proctors: list[Proctor], seconds: float
             - {key for p in proctors for key in p.answers}
         ),
         "proctor_snapshots": sum(p.snapshots for p in proctors),
+        "proctor_reconnects": sum(p.reconnects for p in proctors),
         "reconnects": sum(c.reconnects for c in candidates),
         "errors": errors,
     }
@@ -584,10 +613,22 @@ async def expiry(world: World, base: str, args: argparse.Namespace) -> dict[str,
             select(func.count()).where(Attempt.deadline == due, Attempt.state == "expired")
         )
         last = await s.scalar(select(func.max(Attempt.ended_at)).where(Attempt.deadline == due))
+        # Exactly once: one `attempt_expired` ledger event per attempt, whichever worker won.
+        per_attempt = list(
+            await s.scalars(
+                select(func.count())
+                .select_from(LedgerEvent)
+                .join(Attempt, Attempt.id == LedgerEvent.attempt_id)
+                .where(Attempt.deadline == due, LedgerEvent.type == "attempt_expired")
+                .group_by(LedgerEvent.attempt_id)
+            )
+        )
     await engine.dispose()
     return {
         "attempts": args.attempts,
         "expired": expired,
+        "expired_once": sum(1 for n in per_attempt if n == 1),
+        "expired_twice_or_more": sum(1 for n in per_attempt if n > 1),
         "lag_until_all_expired_s": round((done - due_with_grace).total_seconds(), 2),
         "lag_of_last_end_s": round(((last or done) - due_with_grace).total_seconds(), 2),
     }

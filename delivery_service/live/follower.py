@@ -96,7 +96,11 @@ class Follower:
         except Exception:
             log.warning("replay of %s after a pub/sub outage failed", self._channel, exc_info=True)
             return None
-        return events if ok else None
+        if not ok:
+            log.info("stream of %s cannot replay after %s:%s; a snapshot follows",
+                     self._channel, *self.position)  # fmt: skip
+            return None
+        return events
 
     async def _fresh_position(self) -> tuple[str, int] | None:
         """Where to follow from after a snapshot (the snapshot covers everything before)."""
