@@ -207,6 +207,11 @@ class LiveConnection:
             close = CLOSE_FORBIDDEN if status_for(exc) == 403 else CLOSE_NOT_FOUND
             await self._reject(exc.code, exc.message, close)
             return
+        except Exception as exc:
+            if (code := self._unavailable(exc, "admit")) is None:
+                raise
+            await self._reject(code, UNAVAILABLE[code], CLOSE_OVERLOADED)
+            return
         self.rt.sockets.add(self)
         self.rt.metrics.sockets_open.labels(self.kind).inc()
         bind(
@@ -217,7 +222,16 @@ class LiveConnection:
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
         try:
             async with self._subscriptions:
-                await self.on_open()
+                try:
+                    await self.on_open()
+                except Exception as exc:
+                    if (code := self._unavailable(exc, "greeting")) is None:
+                        raise
+                    # Busy, not broken: the client reconnects (1013) and resumes by position.
+                    await self.error(code, UNAVAILABLE[code])
+                    self.close(CLOSE_OVERLOADED, "busy: reconnect shortly")
+                    await writer
+                    return
                 # The writer ends when we close (superseded, drained, overloaded); the reader
                 # when the client leaves. Either one ends the connection.
                 reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.id}")
@@ -279,6 +293,16 @@ class LiveConnection:
         except (ValidationError, ValueError, jwt.InvalidTokenError) as exc:
             await self._reject("unauthorized", f"the first message must be a valid auth: {exc}")
             return None
+
+    def _unavailable(self, exc: BaseException, step: str) -> str | None:
+        """The retryable code of a busy or unreachable database or Redis (None: a real bug).
+        Outside the message loop too, a busy pool must not surface as a server error: the
+        framework would try an HTTP reply on the WebSocket and the client would see 1000."""
+        code = unavailable_code(exc)
+        if code is not None:
+            self.rt.metrics.failure("socket", exc)
+            log.warning("socket %s during %s: %s", code, step, type(exc).__name__)
+        return code
 
     async def _reject(self, code: str, message: str, close_code: int = CLOSE_UNAUTHORIZED) -> None:
         with contextlib.suppress(Exception):

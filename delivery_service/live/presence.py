@@ -35,3 +35,8 @@ class Presence:
             self._keys.presence(session_id), epoch_ms(now), "+inf"
         )
         return {str(m) for m in members}
+
+    async def count(self, session_id: str, now: datetime) -> int:
+        """How many are online, without fetching who (a join or leave announces the count:
+        fetching every member there made each join cost as much as the session was large)."""
+        return int(await self._redis.zcount(self._keys.presence(session_id), epoch_ms(now), "+inf"))

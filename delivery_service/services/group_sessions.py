@@ -347,7 +347,7 @@ class SessionService:
                 attempt_id = participant.attempt_id if participant else None
             await self._run(work)
             attempt = await self._attempts.get(principal, attempt_id) if attempt_id else None
-            connected = len(await self._presence.online(str(session_id), now))
+            connected = await self._presence.count(str(session_id), now)
             await run_safely(
                 self._bus.publish(
                     proctor_channel(str(session_id)),
@@ -370,7 +370,7 @@ class SessionService:
 
     async def leave(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
         await self._presence.leave(str(session_id), str(principal.user_id))
-        connected = len(await self._presence.online(str(session_id), now))
+        connected = await self._presence.count(str(session_id), now)
         await self._bus.publish(
             proctor_channel(str(session_id)),
             "participant_disconnected",

@@ -1,6 +1,6 @@
 // The candidate page: thin DOM code over Api and AttemptClient (which hold the logic).
 
-import { Api } from "/static/lib/api.js";
+import { Api, onSignIn } from "/static/lib/api.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { EventBatcher } from "/static/lib/event_batcher.js";
@@ -47,16 +47,7 @@ async function boot() {
   await home();
 }
 
-$("#login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target);
-  try {
-    await api.login(form.get("username"), form.get("password"));
-    await boot();
-  } catch (error) {
-    $("#login-error").textContent = error.message;
-  }
-});
+onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function home() {
   show("home");

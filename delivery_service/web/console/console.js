@@ -1,6 +1,6 @@
 // The proctor console page: thin DOM code over Api, LiveSocket and Grid (which hold the logic).
 
-import { Api, ApiError } from "/static/lib/api.js";
+import { Api, ApiError, onSignIn } from "/static/lib/api.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { Grid, formatClock, remainingMs } from "/console/grid.js";
 
@@ -48,17 +48,7 @@ async function boot() {
   await listSessions();
 }
 
-$("#login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target);
-  try {
-    await api.login(form.get("username"), form.get("password"));
-    $("#login-error").textContent = "";
-    await boot();
-  } catch (error) {
-    $("#login-error").textContent = error.message;
-  }
-});
+onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function listSessions() {
   show("pick");

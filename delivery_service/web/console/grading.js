@@ -2,7 +2,7 @@
 // (POST /api/v1/grading/{attempt}/{item}). The server checks the range and asks for a reason
 // when a grade already given changes; this page only shows what it answers.
 
-import { Api, ApiError } from "/static/lib/api.js";
+import { Api, ApiError, onSignIn } from "/static/lib/api.js";
 
 const api = new Api();
 const $ = (selector) => document.querySelector(selector);
@@ -121,16 +121,6 @@ async function boot() {
 
 filters.addEventListener("change", loadQueue);
 
-$("#login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target);
-  try {
-    await api.login(form.get("username"), form.get("password"));
-    $("#login-error").textContent = "";
-    await boot();
-  } catch (error) {
-    $("#login-error").textContent = error.message;
-  }
-});
+onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 boot();

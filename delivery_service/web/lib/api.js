@@ -57,3 +57,19 @@ export class Api {
     return data;
   }
 }
+
+// Every page's sign-in form (#login-form with username and password, #login-error):
+// sign in, then run `next`; the server's refusal is shown in the form.
+export function onSignIn(api, form, errorBox, next) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = new FormData(form);
+    try {
+      await api.login(fields.get("username"), fields.get("password"));
+      errorBox.textContent = "";
+      await next();
+    } catch (error) {
+      errorBox.textContent = error.message;
+    }
+  });
+}
