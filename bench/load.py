@@ -217,7 +217,7 @@ class Candidate:
                         await self._read(ws)
                     finally:
                         beat.cancel()
-            except (websockets.ConnectionClosed, OSError, TimeoutError) as exc:
+            except (websockets.WebSocketException, OSError, TimeoutError) as exc:
                 self.errors.append(type(exc).__name__)
             self.ws = None
             self.synced.clear()
@@ -315,7 +315,7 @@ class Proctor:
                         await self._read(ws)
                     finally:
                         beat.cancel()
-            except (websockets.ConnectionClosed, OSError, TimeoutError):
+            except (websockets.WebSocketException, OSError, TimeoutError):
                 await asyncio.sleep(0.5)
             if not stop.is_set():
                 self.reconnects += 1
