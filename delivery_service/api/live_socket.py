@@ -230,8 +230,7 @@ class LiveConnection:
                     # Busy, not broken: the client reconnects (1013) and resumes by position.
                     await self.error(code, UNAVAILABLE[code])
                     self.close(CLOSE_OVERLOADED, "busy: reconnect shortly")
-                    await writer
-                    return
+                    return  # `finally` lets the writer send both, for at most 5 s
                 # The writer ends when we close (superseded, drained, overloaded); the reader
                 # when the client leaves. Either one ends the connection.
                 reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.id}")
