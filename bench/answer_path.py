@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import re
 import shutil
 import subprocess
@@ -37,7 +36,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event, select
 
-from bench.load import RESULTS, SECRET, ensure_database, percentiles
+from bench.load import (
+    RESULTS,
+    bench_databases,
+    cluster_env,
+    ensure_database,
+    percentiles,
+    settings_of,
+)
 from bench.seeding import choice_test
 from delivery_service.runtime import Runtime
 from delivery_service.services.catalog import add_test
@@ -50,15 +56,8 @@ ITEMS = 5
 
 
 def settings_from_env() -> Settings:
-    return Settings(
-        database_url=os.environ.get(
-            "EXAMSERVER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
-        ),
-        redis_url=os.environ.get("EXAMSERVER_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        jwt_secret=SECRET,
-        ledger_key=SECRET,
-        environment="test",
-    )
+    database, redis = bench_databases()
+    return settings_of(cluster_env(database, redis, "answers"))
 
 
 async def seed(settings: Settings, attempts: int) -> list[tuple[str, str, str]]:

@@ -28,9 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.load import RESULTS, SECRET, Candidate, ensure_database, seed
+from bench.load import (
+    RESULTS,
+    Candidate,
+    bench_databases,
+    cluster_env,
+    ensure_database,
+    seed,
+    settings_of,
+)
 from delivery_service.cluster import LocalCluster, free_port
-from delivery_service.settings import Settings
 from delivery_service.storage.migrate import upgrade
 
 
@@ -42,26 +49,10 @@ def rss_kib(pid: int) -> int:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    database = os.environ.get(
-        "EXAMSERVER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
-    )
-    env = os.environ | {
-        "EXAMSERVER_ENVIRONMENT": "test",
-        "EXAMSERVER_DATABASE_URL": database,
-        "EXAMSERVER_REDIS_URL": os.environ.get("EXAMSERVER_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        "EXAMSERVER_REDIS_PREFIX": f"idle{os.getpid()}:exam:v1",
-        "EXAMSERVER_JWT_SECRET": SECRET,
-        "EXAMSERVER_LEDGER_KEY": SECRET + "-ledger",
-        "EXAMSERVER_LOG_FORMAT": "json",
-    }
+    database, redis = bench_databases()
     await ensure_database(database)
-    settings = Settings(
-        **{
-            k.removeprefix("EXAMSERVER_").lower(): v
-            for k, v in env.items()
-            if k.startswith("EXAMSERVER_")
-        }  # fmt: skip
-    )
+    env = cluster_env(database, redis, f"idle{os.getpid()}")
+    settings = settings_of(env)
     await asyncio.to_thread(upgrade, settings.database_url)
     world = await seed(settings, args.sockets, 5)
     cluster = LocalCluster(

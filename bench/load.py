@@ -637,32 +637,47 @@ async def expiry(world: World, base: str, args: argparse.Namespace) -> dict[str,
 SCENARIOS = {"steady": steady, "storm": storm, "expiry": expiry}
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    database = os.environ.get(
-        "EXAMSERVER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
-    )
-    redis = os.environ.get("EXAMSERVER_REDIS_URL", "redis://127.0.0.1:6379/14")
-    await ensure_database(database)
-    env = os.environ | {
+def cluster_env(database: str, redis: str, prefix: str) -> dict[str, str]:
+    """The environment of the workers a benchmark starts (and its own Settings, below)."""
+    return os.environ | {
         "EXAMSERVER_ENVIRONMENT": "test",
         "EXAMSERVER_DATABASE_URL": database,
         "EXAMSERVER_REDIS_URL": redis,
-        "EXAMSERVER_REDIS_PREFIX": f"bench{secrets.token_hex(3)}:exam:v1",
+        "EXAMSERVER_REDIS_PREFIX": f"{prefix}:exam:v1",
         "EXAMSERVER_JWT_SECRET": SECRET,
         "EXAMSERVER_LEDGER_KEY": SECRET + "-ledger",
         "EXAMSERVER_LOG_FORMAT": "json",
     }
-    if args.scenario == "expiry":
-        # The expiry scenario writes its deadlines straight into the database, so the sweepers
-        # learn them by reconciling; the other scenarios keep the production interval (30 s).
-        env["EXAMSERVER_RECONCILE_INTERVAL_SECONDS"] = "2"
-    settings = Settings(
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(
         **{
             k.removeprefix("EXAMSERVER_").lower(): v
             for k, v in env.items()
             if k.startswith("EXAMSERVER_")
         }
     )
+
+
+def bench_databases() -> tuple[str, str]:
+    return (
+        os.environ.get(
+            "EXAMSERVER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
+        ),
+        os.environ.get("EXAMSERVER_REDIS_URL", "redis://127.0.0.1:6379/14"),
+    )
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    database, redis = bench_databases()
+    await ensure_database(database)
+    env = cluster_env(database, redis, f"bench{secrets.token_hex(3)}")
+    if args.scenario == "expiry":
+        # The expiry scenario writes its deadlines straight into the database, so the sweepers
+        # learn them by reconciling; the other scenarios keep the production interval (30 s).
+        env["EXAMSERVER_RECONCILE_INTERVAL_SECONDS"] = "2"
+    settings = settings_of(env)
     await asyncio.to_thread(upgrade, settings.database_url)
     people = args.attempts if args.scenario == "expiry" else args.candidates
     world = await seed(settings, people, args.proctors)
