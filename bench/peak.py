@@ -4,10 +4,11 @@
 
 The same world as `bench.load steady` (candidates in proctored sessions, proctors watching,
 through nginx to `examserver cluster`). Each step offers `rate` answers per second in all
-(every candidate answers every candidates/rate seconds, with think time), for `--step`
-seconds; the p99 of the acknowledgements received in that step decides whether the next step
-runs at `rate * factor`. Prints each step and the highest rate whose p99 stayed within the
-limit; afterwards every answer is checked against the database, as in the other scenarios.
+(every candidate answers every candidates/rate seconds, with think time: the rate changes under
+running candidates, it does not restart them), for `--step` seconds; the p99 of the
+acknowledgements received in that step decides whether the next step runs at `rate * factor`.
+Prints each step and the highest rate whose p99 stayed within the limit; afterwards every answer
+is checked against the database, as in the other scenarios.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 from datetime import UTC, datetime
@@ -30,25 +32,39 @@ async def peak(world: load.World, base: str, args: argparse.Namespace) -> dict[s
     candidates, proctors, tasks = await load.connect_all(world, base, stop, args.connect_rate)
     await load.start_sessions(world, base, candidates)
     steps: list[dict[str, Any]] = []
-    rate = args.start
+    rate = [args.start]  # answers per second in all, changed by each step
+    halt = asyncio.Event()
+
+    async def answering(c: load.Candidate) -> None:
+        """One candidate, answering with think time around the current step's interval."""
+        await asyncio.sleep(random.uniform(0, len(candidates) / rate[0]))
+        while not halt.is_set():
+            await c.answer()
+            await asyncio.sleep(random.uniform(0.5, 1.5) * len(candidates) / rate[0])
+
+    running = [asyncio.create_task(answering(c)) for c in candidates]
+    await asyncio.sleep(len(candidates) / rate[0])  # every candidate has started
     while len(steps) < args.max_steps:
         marks = [len(c.latencies) for c in candidates]
-        halt = asyncio.Event()
         began = time.perf_counter()
-        running = asyncio.create_task(load.answering(candidates, len(candidates) / rate, halt))
         await asyncio.sleep(args.step)
-        halt.set()
-        await running
         elapsed = time.perf_counter() - began
         got = [x for c, m in zip(candidates, marks, strict=True) for x in c.latencies[m:]]
-        p99 = float(np.percentile(np.asarray(got) * 1000, 99)) if got else float("inf")
-        steps.append({"offered_per_s": round(rate, 1), "acked_per_s": round(len(got) / elapsed, 1),
-                      "p50_ms": round(float(np.percentile(np.asarray(got) * 1000, 50)), 1)
-                      if got else None, "p99_ms": round(p99, 1)})  # fmt: skip
+        ms = np.asarray(got) * 1000
+        p99 = float(np.percentile(ms, 99)) if got else float("inf")
+        steps.append({
+            "offered_per_s": round(rate[0], 1),
+            "acked_per_s": round(len(got) / elapsed, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 1) if got else None,
+            "p99_ms": round(p99, 1),
+        })  # fmt: skip
         print(f"  step {json.dumps(steps[-1])}", flush=True)
         if p99 > args.limit_ms:
             break
-        rate *= args.factor
+        rate[0] *= args.factor
+    halt.set()
+    for task in running:
+        task.cancel()
     await load.settle(candidates)
     within = [s for s in steps if s["p99_ms"] <= args.limit_ms]
     result = load.summary(candidates, proctors, sum(args.step for _ in steps))
