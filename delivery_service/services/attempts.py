@@ -981,12 +981,9 @@ class AttemptService:
         connection_id: str | None,
     ) -> AnswerAck:
         states = await self._states(x.session, x.attempt.id)
-        state = states.get(uuid.UUID(item.item_id))
-        if state is None:
-            state = ItemState(attempt_id=x.attempt.id, item_id=uuid.UUID(item.item_id),
-                              flagged=False)  # fmt: skip
-            x.session.add(state)
-            states[state.item_id] = state
+        item_id = uuid.UUID(item.item_id)
+        state = states.get(item_id) or _new_state(x.session, x.attempt.id, item_id)
+        states[item_id] = state
         if state.locked:
             raise Conflict(
                 "item_locked",
@@ -1056,11 +1053,7 @@ class AttemptService:
     @staticmethod
     async def _state_row(s: AsyncSession, attempt_id: uuid.UUID, item: ItemContent) -> ItemState:
         key = (attempt_id, uuid.UUID(item.item_id))
-        state = await s.get(ItemState, key)
-        if state is None:
-            state = ItemState(attempt_id=attempt_id, item_id=key[1], flagged=False)
-            s.add(state)
-        return state
+        return await s.get(ItemState, key) or _new_state(s, *key)
 
     @staticmethod
     async def _states(s: AsyncSession, attempt_id: uuid.UUID) -> dict[uuid.UUID, ItemState]:
@@ -1163,6 +1156,13 @@ class AttemptService:
                 or 0
             ),
         )
+
+
+def _new_state(s: AsyncSession, attempt_id: uuid.UUID, item_id: uuid.UUID) -> ItemState:
+    """An item the candidate has not touched yet gets its state row on first write."""
+    state = ItemState(attempt_id=attempt_id, item_id=item_id, flagged=False)
+    s.add(state)
+    return state
 
 
 async def locked_attempt(s: AsyncSession, attempt_id: uuid.UUID) -> Attempt | None:
