@@ -491,7 +491,8 @@ class SessionService:
             else session_channel(str(session_id))
         )
         await self._bus.publish(channel, "notice", data)
-        await run_safely(self._bus.publish(proctor_channel(str(session_id)), "notice", data))
+        if spec.student_id:  # the proctors hear the session channel already
+            await run_safely(self._bus.publish(proctor_channel(str(session_id)), "notice", data))
         return data
 
     # ---- what the proctor sees --------------------------------------------------------------

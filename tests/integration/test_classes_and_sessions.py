@@ -204,6 +204,24 @@ async def test_a_running_session_cannot_be_deleted(world: World) -> None:
         assert refused.json()["error"]["code"] == "session_in_progress"
 
 
+async def test_the_proctor_sees_each_notice_once(world: World) -> None:
+    """A notice to everyone goes out on the session channel, which the proctors hear too; only
+    one to a single student needs the proctor feed, or the console would list it twice."""
+    _, sid = await scheduled(world, "student1")
+    me = (await world.student.get("/auth/me"))["id"]
+    async with await session_socket(world.teacher, sid) as proctor:
+        await proctor.until("state_sync_response")
+        await world.teacher.post(f"/sessions/{sid}/notices", {"message": "all"}, expect=201)
+        await world.teacher.post(
+            f"/sessions/{sid}/notices", {"message": "one", "student_id": me}, expect=201
+        )
+        await world.teacher.post(f"/sessions/{sid}/notices", {"message": "last"}, expect=201)
+        messages = []
+        while not messages or messages[-1] != "last":
+            messages.append((await proctor.until("notice"))["data"]["message"])
+        assert messages == ["all", "one", "last"]
+
+
 async def test_the_proctor_sees_the_session_live(world: World) -> None:
     _, sid = await scheduled(world, "student1", "student2")
     async with await session_socket(world.teacher, sid) as proctor:
