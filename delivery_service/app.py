@@ -103,6 +103,11 @@ class RequestIds:
             return
         headers = dict(scope.get("headers") or [])
         rid = request_id(headers.get(b"x-request-id", b"").decode("latin-1") or None)
+        if scope["type"] == "websocket":
+            # Its messages pass `send` by the thousand; only HTTP replies carry the header.
+            with bound(request_id=rid):
+                await self.app(scope, receive, send)
+            return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -81,6 +81,18 @@ class LocalCluster:
     ports: list[int] = field(default_factory=list)
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     nginx: subprocess.Popen[bytes] | None = None
+    # What each worker runs, `{port}` replaced: bench.fanout puts another server behind the same
+    # nginx to compare with.
+    worker: list[str] = field(
+        default_factory=lambda: [
+            sys.executable,
+            "-m",
+            "delivery_service",
+            "serve",
+            "--port",
+            "{port}",
+        ]
+    )
 
     def start(self) -> None:
         self.ports = [free_port() for _ in range(self.workers)]
@@ -94,7 +106,7 @@ class LocalCluster:
     def _start_worker(self, port: int) -> None:
         log = (self.prefix / f"worker-{port}.log").open("ab")
         self.processes[port] = subprocess.Popen(
-            [sys.executable, "-m", "delivery_service", "serve", "--port", str(port)],
+            [arg.replace("{port}", str(port)) for arg in self.worker],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,8 @@ port (compose and Kubernetes run one worker per container).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +32,7 @@ class Metrics:
             "examserver_ws_messages_out_total", "server messages queued, by type", ["type"],
             registry=r,
         )  # fmt: skip
+        self._out: dict[str, Any] = {}
         self.answer_save = Histogram(
             "examserver_answer_save_seconds",
             "from receiving an answer to its durable acknowledgement (commit included)",
@@ -73,6 +76,14 @@ class Metrics:
             "sockets closed because they could not keep up with their send queue",
             registry=r,
         )
+
+    def message_out(self, type_: str) -> None:
+        """Count a queued message. Called once per message per socket, so the labelled child
+        is looked up once per type (prometheus-client's `labels` takes a lock every call)."""
+        child = self._out.get(type_)
+        if child is None:
+            child = self._out[type_] = self.messages_out.labels(type_)
+        child.inc()
 
     def failure(self, where: str, error: BaseException) -> None:
         """Count a failure against the service it came from, if it came from one."""

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -476,20 +476,30 @@ class LiveConnection:
 
     async def send(self, message: BaseModel) -> None:
         if not self._closing:
-            self._count_out(message)
+            self.rt.metrics.message_out(getattr(message, "type", "?"))
             await self._queue.put(self._dump(message))
-
-    def _count_out(self, message: BaseModel) -> None:
-        self.rt.metrics.messages_out.labels(getattr(message, "type", "?")).inc()
 
     def push(self, message: BaseModel) -> None:
         """Enqueue without waiting; a socket that cannot keep up is closed (it will catch up by
         event id when it reconnects) instead of slowing the bus for everyone."""
+        self._push_text(self._dump(message), getattr(message, "type", "?"))
+
+    def push_event(self, event: Event, key: Hashable, build: Callable[[], BaseModel]) -> None:
+        """Push the message `build` makes of a bus event. Every socket that makes the same sort
+        of message of it (`key`) sends the same text, so it is encoded once per worker, not
+        once per socket: what fan-out to a room of hundreds costs is mostly this."""
+        rendered = event.rendered.get(key)
+        if rendered is None:
+            message = build()
+            rendered = event.rendered[key] = (self._dump(message), getattr(message, "type", "?"))
+        self._push_text(*rendered)
+
+    def _push_text(self, text: str, type_: str) -> None:
         if self._closing:
             return
         try:
-            self._queue.put_nowait(self._dump(message))
-            self._count_out(message)
+            self._queue.put_nowait(text)
+            self.rt.metrics.message_out(type_)
         except asyncio.QueueFull:
             self.rt.metrics.queue_drops.inc()
             log.warning("socket %s cannot keep up; closing it", self.id)

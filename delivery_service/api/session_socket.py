@@ -267,13 +267,21 @@ class SessionConnection(LiveConnection):
             if event.data.get("connection_id") == self.id:
                 self.supersede()
         elif self.is_proctor:
-            self.push(sp.SessionEvent(type=event.type, seq=seq, data=event.data))
+            self.push_event(event, (kind, "event"), lambda: self._forwarded(seq, event))
         elif event.type == "session_started":
             self._student_started(seq, event.data)
         elif event.type == "timer":
-            self.push(p.TimerMessage(seq=seq, data=p.TimerData.model_validate(event.data)))
+            self.push_event(
+                event,
+                (kind, "timer"),
+                lambda: p.TimerMessage(seq=seq, data=p.TimerData.model_validate(event.data)),
+            )
         elif event.type in STUDENT_FORWARDED:
-            self.push(sp.SessionEvent(type=event.type, seq=seq, data=event.data))
+            self.push_event(event, (kind, "event"), lambda: self._forwarded(seq, event))
+
+    @staticmethod
+    def _forwarded(seq: str, event: Event) -> sp.SessionEvent:
+        return sp.SessionEvent(type=event.type, seq=seq, data=event.data)
 
     def _student_started(self, seq: str, data: dict[str, Any]) -> None:
         """Relay the start with only this student's own assignment, and follow their attempt."""

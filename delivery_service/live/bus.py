@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,12 @@ class Event:
     offset: int
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    # What sockets send for this event, by the sort of message they make of it: the bus hands
+    # one Event to every socket of the channel on this worker, so the first one encodes it and
+    # the rest send the same text (LiveConnection.push_event).
+    rendered: dict[Hashable, tuple[str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def event_id(self) -> str:
