@@ -60,7 +60,7 @@ class Metrics:
         )  # fmt: skip
         self.connections_refused = Counter(
             "examserver_ws_refused_total",
-            "WebSocket handshakes turned away before any work, by reason",
+            "new WebSockets turned away, by reason (rate: before any work; busy: no greeting slot)",
             ["reason"],
             registry=r,
         )

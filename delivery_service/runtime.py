@@ -182,6 +182,8 @@ class Runtime:
             sockets=SocketRegistry(
                 accept_rate=settings.ws_accept_rate_per_second,
                 accept_burst=settings.ws_accept_burst,
+                greetings=settings.ws_greeting_concurrency,
+                greeting_wait=settings.ws_greeting_wait_seconds,
             ),
         )
 

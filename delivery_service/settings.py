@@ -53,6 +53,14 @@ class Settings(BaseSettings):
         description="new WebSockets a worker accepts per second (beyond: close 1013, retry)",
     )
     ws_accept_burst: int = 400
+    ws_greeting_concurrency: int = Field(
+        16,
+        description="new WebSockets a worker greets at once (each reads the database); "
+        "the rest wait for a slot",
+    )
+    ws_greeting_wait_seconds: float = Field(
+        5.0, description="how long a new WebSocket waits for a greeting slot (then: 1013, retry)"
+    )
     ws_ticket_ttl_seconds: int = 30
     ws_auth_timeout_seconds: float = 5.0
     ws_max_message_bytes: int = 64 * 1024

@@ -77,15 +77,44 @@ class Rejected(Exception):
 class SocketRegistry:
     """This worker's open sockets, so a draining worker can tell each to reconnect elsewhere."""
 
-    def __init__(self, *, accept_rate: float = 200.0, accept_burst: int = 400) -> None:
+    def __init__(
+        self,
+        *,
+        accept_rate: float = 200.0,
+        accept_burst: int = 400,
+        greetings: int = 16,
+        greeting_wait: float = 5.0,
+    ) -> None:
         self._open: set[LiveConnection] = set()
         # DESIGN §6: a reconnect storm must not starve the sockets already open. Joining costs
         # database and Redis work; past this rate a newcomer is told to come back (1013) before
         # any of it is done, and its backoff with jitter spreads the storm out.
         self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst)
+        # And however fast they arrive, only so many are greeted at once (their admission
+        # check, join and snapshot read the database): the rest wait a little for a slot, then
+        # are told to come back, so answers from the sockets already open still find a
+        # database connection in the pool instead of queueing behind a crowd of greetings.
+        self._greetings = asyncio.Semaphore(greetings)
+        self._greeting_wait = greeting_wait
 
     def admit(self) -> bool:
         return self._accepts.take()
+
+    async def greeting(self) -> Callable[[], None] | None:
+        """A greeting slot's release (safe to call twice), or None when none came free."""
+        try:
+            await asyncio.wait_for(self._greetings.acquire(), self._greeting_wait)
+        except TimeoutError:
+            return None
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._greetings.release()
+
+        return release
 
     def __len__(self) -> int:
         return len(self._open)
@@ -198,6 +227,20 @@ class LiveConnection:
             self.principal = await self._first_message_auth()
             if self.principal is None:
                 return
+        release = await self.rt.sockets.greeting()
+        if release is None:
+            self.rt.metrics.connections_refused.labels("busy").inc()
+            await self._reject(
+                "server_busy", "the server is busy; reconnect shortly", CLOSE_OVERLOADED
+            )
+            return
+        try:
+            await self._greet_and_serve(release)
+        finally:
+            release()
+
+    async def _greet_and_serve(self, release: Callable[[], None]) -> None:
+        """Admit, greet (holding a greeting slot until `release`), then serve until closed."""
         try:
             await self.admit()
         except Rejected as exc:
@@ -231,6 +274,7 @@ class LiveConnection:
                     await self.error(code, UNAVAILABLE[code])
                     self.close(CLOSE_OVERLOADED, "busy: reconnect shortly")
                     return  # `finally` lets the writer send both, for at most 5 s
+                release()
                 # The writer ends when we close (superseded, drained, overloaded); the reader
                 # when the client leaves. Either one ends the connection.
                 reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.id}")

@@ -51,3 +51,42 @@ async def test_a_busy_backend_while_a_socket_opens_tells_it_to_come_back(
     # Nothing was left half-open: the next connection is greeted as usual.
     async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
         await greeted(ws)
+
+
+async def test_newcomers_wait_for_a_greeting_slot_then_are_told_to_come_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Load shedding: while every greeting slot is taken a newcomer waits a little, then gets
+    `server_busy` and 1013; a slot coming free lets the next one in. The sockets already open
+    are never touched."""
+    aid = await world.started_attempt()
+    sockets = world.served.runtime.sockets
+    async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as open_:
+        await greeted(open_)
+        monkeypatch.setattr(sockets, "_greeting_wait", 0.2)
+        taken = []
+        while (release := await sockets.greeting()) is not None:
+            taken.append(release)  # every slot, as a crowd of greetings would
+        ticket = await world.student.ticket()
+        async with Socket.open(world.student.ws_url(aid, ticket=ticket)) as late:
+            message = await late.receive()
+            assert message["data"]["code"] == "server_busy"
+            with pytest.raises(ConnectionClosed):
+                await late.receive()
+            assert late.connection.close_code == 1013
+        reply = await open_.request("heartbeat")
+        assert reply["type"] == "pong"  # the open socket carried on meanwhile
+        taken.pop()()
+        taken[0]()  # releasing twice frees one slot, not two
+        taken[0]()
+        async with Socket.open(
+            world.student.ws_url(aid, ticket=await world.student.ticket())
+        ) as ws:
+            await greeted(ws)
+            # Its greeting is over, so its slot is free again: one for the next newcomer.
+            assert (again := await sockets.greeting()) is not None
+            again()
+        for release in taken:
+            release()
+    metrics = world.served.runtime.metrics.registry.get_sample_value
+    assert metrics("examserver_ws_refused_total", {"reason": "busy"}) == 1

@@ -1,4 +1,5 @@
-"""The slow-socket rule, with a socket whose client never reads."""
+"""What a socket queues: the slow-socket rule (with a client that never reads), and one
+encoding of a bus event for every socket that sends it."""
 
 import asyncio
 from types import SimpleNamespace
@@ -48,3 +49,28 @@ async def test_a_socket_within_its_queue_is_left_alone() -> None:
     for _ in range(10):
         fine.push(p.Pong(data=p.PongData(server_now="2026-11-22T09:00:00Z")))  # type: ignore[arg-type]
     assert fine._closing is False
+
+
+async def test_an_event_is_encoded_once_for_all_the_sockets_that_send_it_alike() -> None:
+    from delivery_service.live.bus import Event
+
+    sockets = [connection(queue_size=16)[0] for _ in range(3)]
+    event = Event("session:s1", "e1", 7, "notice", {"message": "Ten minutes left"})
+    built: list[str] = []
+
+    def build(kind: str) -> Any:
+        def make() -> p.Pong:
+            built.append(kind)
+            return p.Pong(data=p.PongData(server_now=f"2026-11-22T09:00:0{len(built)}Z"))  # type: ignore[arg-type]
+
+        return make
+
+    for socket in sockets:
+        socket.push_event(event, ("session", "event"), build("event"))
+    sockets[0].push_event(event, ("session", "timer"), build("timer"))
+    assert built == ["event", "timer"]  # once per sort of message, not once per socket
+    texts = [s._queue.get_nowait() for s in sockets]
+    assert texts[0] == texts[1] == texts[2]
+    assert sockets[0]._queue.get_nowait() != texts[0]
+    sample = sockets[0].rt.metrics.registry.get_sample_value  # each socket has its own here
+    assert sample("examserver_ws_messages_out_total", {"type": "pong"}) == 2
