@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         "the rest wait for a slot",
     )
     ws_greeting_wait_seconds: float = Field(
-        5.0, description="how long a new WebSocket waits for a greeting slot (then: 1013, retry)"
+        30.0, description="how long a new WebSocket waits for a greeting slot (then: 1013, retry)"
     )
     ws_ticket_ttl_seconds: int = 30
     ws_auth_timeout_seconds: float = 5.0

@@ -83,7 +83,7 @@ class SocketRegistry:
         accept_rate: float = 200.0,
         accept_burst: int = 400,
         greetings: int = 16,
-        greeting_wait: float = 5.0,
+        greeting_wait: float = 30.0,
     ) -> None:
         self._open: set[LiveConnection] = set()
         # DESIGN §6: a reconnect storm must not starve the sockets already open. Joining costs

@@ -105,8 +105,8 @@ class SessionConnection(LiveConnection):
         if not self.is_proctor:
             # Join first, so the attempt channel is known before subscribing.
             self._joined = await self.rt.group_sessions.join(self.who, self.session_id)
-            if self._joined.attempt is not None:
-                self.attempt_id = self._joined.attempt.id
+            if self._joined.attempt_id is not None:
+                self.attempt_id = self._joined.attempt_id
         for kind, channel in self.channels().items():
             await self.subscribe(channel, self._listener(kind))
         if not self.is_proctor:
@@ -301,7 +301,7 @@ class SessionConnection(LiveConnection):
 
     async def _late_join(self) -> None:
         joined = await self.rt.group_sessions.join(self.who, self.session_id)
-        if joined.attempt is not None and self.attempt_id is None:
-            self.attempt_id = joined.attempt.id
-            await self.subscribe(attempt_channel(str(joined.attempt.id)), self._listener("attempt"))
+        if joined.attempt_id is not None and self.attempt_id is None:
+            self.attempt_id = joined.attempt_id
+            await self.subscribe(attempt_channel(str(joined.attempt_id)), self._listener("attempt"))
         await self._state_sync()

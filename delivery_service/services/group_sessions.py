@@ -26,7 +26,6 @@ from delivery_service.live.presence import Presence
 from delivery_service.live.timers import Timers
 from delivery_service.schemas import (
     AccommodationIn,
-    AttemptView,
     AuditOut,
     NoticeIn,
     ParticipantView,
@@ -63,7 +62,7 @@ SESSION_MEMBER = "session:"
 @dataclass
 class Joined:
     session: SessionOut
-    attempt: AttemptView | None
+    attempt_id: uuid.UUID | None  # the socket reads the attempt itself, after subscribing
     problem: Conflict | None = None
 
 
@@ -321,13 +320,21 @@ class SessionService:
         work = Work()
         async with self._sessions() as s:
             async with s.begin():
-                session = await session_for(s, principal, session_id, manage=False, lock=True)
+                session = await session_for(s, principal, session_id, manage=False)
                 if principal.role != "student":
                     raise Forbidden("only students join a session")
+                key = (session_id, principal.user_id)
+                participant = await s.get(Participant, key)
+                if not (session.state == "in_progress" and participant and participant.attempt_id):
+                    # A join that may write (the first one, one that may open an attempt) does
+                    # so under the session's row lock, so that a start at the same moment and
+                    # this join agree on who has an attempt. Coming back to a running attempt
+                    # writes nothing and takes no lock: a reconnect storm queued on it.
+                    session = await session_for(s, principal, session_id, manage=False, lock=True)
+                    participant = await s.get(Participant, key, populate_existing=True)
                 now = await db_now(s)
                 await self._presence.touch(str(session_id), str(principal.user_id), now)
                 problem: Conflict | None = None
-                participant = await s.get(Participant, (session_id, principal.user_id))
                 try:
                     rules.require_joinable(session.state)
                 except Conflict as exc:
@@ -346,7 +353,6 @@ class SessionService:
                 out = await self._out(s, session)
                 attempt_id = participant.attempt_id if participant else None
             await self._run(work)
-            attempt = await self._attempts.get(principal, attempt_id) if attempt_id else None
             connected = await self._presence.count(str(session_id), now)
             await run_safely(
                 self._bus.publish(
@@ -362,7 +368,7 @@ class SessionService:
                     },
                 )
             )
-            return Joined(out, attempt, problem)
+            return Joined(out, attempt_id, problem)
 
     async def heartbeat(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
         if principal.role == "student":
