@@ -91,9 +91,10 @@ class SocketRegistry:
         # any of it is done, and its backoff with jitter spreads the storm out.
         self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst)
         # And however fast they arrive, only so many are greeted at once (their admission
-        # check, join and snapshot read the database): the rest wait a little for a slot, then
-        # are told to come back, so answers from the sockets already open still find a
-        # database connection in the pool instead of queueing behind a crowd of greetings.
+        # check, join and snapshot read the database): the rest wait for a slot in arrival
+        # order (a parked coroutine costs little; a refusal costs a whole new handshake), and
+        # only after `greeting_wait` are told to come back. So answers from the sockets already
+        # open still find a database connection instead of queueing behind a crowd of greetings.
         self._greetings = asyncio.Semaphore(greetings)
         self._greeting_wait = greeting_wait
 
