@@ -106,10 +106,13 @@ class Bus:
     async def start_position(self, channel: str) -> tuple[str, int]:
         """The position a new subscriber resumes from, creating the channel's epoch if it has
         none yet, so that even a client that saw no event can ask for what it missed."""
-        _, epoch_key, _ = self._keys.channel_keys(channel)
-        await self._redis.set(epoch_key, secrets.token_hex(6), nx=True, ex=self._ttl)
-        epoch, offset = await self.position(channel)
-        return epoch or "", offset
+        offset_key, epoch_key, _ = self._keys.channel_keys(channel)
+        # One round trip: every greeting asks this for each of its channels, twice.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(epoch_key, secrets.token_hex(6), nx=True, ex=self._ttl)
+            pipe.mget(epoch_key, offset_key)
+            _, (epoch, offset) = await pipe.execute()
+        return (str(epoch) if epoch is not None else ""), int(offset or 0)
 
     async def replay(self, channel: str, epoch: str, offset: int) -> tuple[bool, list[Event]]:
         """Events after (epoch, offset); recovered=False when they cannot all be produced (the
