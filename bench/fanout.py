@@ -73,6 +73,29 @@ class Receiver:
             self.latency[message_id] = now - self.sent[message_id]
 
 
+async def connect_all(
+    receivers: list[Receiver],
+    runs: list[Coroutine[Any, Any, None]],
+    tasks: list[asyncio.Task[None]],
+    connect_rate: float,
+) -> None:
+    """Open every socket at a civil rate, then wait until each is in its room."""
+    for n, run in enumerate(runs):
+        tasks.append(asyncio.create_task(run))
+        if n % 50 == 49:
+            await asyncio.sleep(50 / connect_rate)
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(r.ready.wait() for r in receivers))
+
+
+async def shut_down(stop: asyncio.Event, tasks: list[asyncio.Task[None]], cluster: Any) -> None:
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(cluster.stop)
+
+
 # ---- ours ----
 
 
@@ -141,16 +164,15 @@ async def ours(args: argparse.Namespace, sent: dict[str, float]) -> Any:
         base = f"ws://127.0.0.1:{port}/api/v1/sessions"
         people = [*world.proctors, *world.candidates]
         receivers = [Receiver(rooms[sid], sent) for _, sid in people]
-        for n, ((who, sid), me) in enumerate(zip(people, receivers, strict=True)):
-            tasks.append(
-                asyncio.create_task(
-                    ours_receiver(f"{base}/{sid}/ws", world.tokens.issue(who), me, stop)
-                )
-            )
-            if n % 50 == 49:
-                await asyncio.sleep(50 / args.connect_rate)
-        async with asyncio.timeout(300):
-            await asyncio.gather(*(r.ready.wait() for r in receivers))
+        await connect_all(
+            receivers,
+            [
+                ours_receiver(f"{base}/{sid}/ws", world.tokens.issue(who), me, stop)
+                for (who, sid), me in zip(people, receivers, strict=True)
+            ],
+            tasks,
+            args.connect_rate,
+        )
         headers = [{"Authorization": f"Bearer {world.tokens.issue(p)}"} for p, _ in world.proctors]
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(
@@ -169,11 +191,7 @@ async def ours(args: argparse.Namespace, sent: dict[str, float]) -> Any:
 
             yield receivers, publish, [*cluster.processes.values(), cluster.nginx]
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(cluster.stop)
+        await shut_down(stop, tasks, cluster)
 
 
 # ---- python-socketio ----
@@ -239,12 +257,12 @@ async def socketio_baseline(args: argparse.Namespace, sent: dict[str, float]) ->
         rooms = [n % args.proctors for n in range(args.candidates)]
         proctors = [Receiver(n, sent) for n in range(args.proctors)]
         receivers = [*proctors, *(Receiver(room, sent) for room in rooms)]
-        for n, me in enumerate(receivers):
-            tasks.append(asyncio.create_task(socketio_receiver(url, me, stop)))
-            if n % 50 == 49:
-                await asyncio.sleep(50 / args.connect_rate)
-        async with asyncio.timeout(300):
-            await asyncio.gather(*(r.ready.wait() for r in receivers))
+        await connect_all(
+            receivers,
+            [socketio_receiver(url, me, stop) for me in receivers],
+            tasks,
+            args.connect_rate,
+        )
 
         async def publish(room: int, message_id: str) -> None:
             sent[message_id] = time.perf_counter()
@@ -258,11 +276,7 @@ async def socketio_baseline(args: argparse.Namespace, sent: dict[str, float]) ->
 
         yield receivers, publish, [*cluster.processes.values(), cluster.nginx]
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(cluster.stop)
+        await shut_down(stop, tasks, cluster)
 
 
 # ---- the ramp ----
