@@ -49,7 +49,6 @@ import websockets
 
 from bench import load
 from delivery_service.cluster import LocalCluster, free_port
-from delivery_service.storage.migrate import upgrade
 
 Publish = Callable[[int, str], Coroutine[Any, Any, None]]  # (room, message id)
 
@@ -143,20 +142,10 @@ async def heartbeat(ws: Any) -> None:
 @contextlib.asynccontextmanager
 async def ours(args: argparse.Namespace, sent: dict[str, float]) -> Any:
     """Our cluster with the world seeded: yields (receivers, publish, pids)."""
-    database, redis = load.bench_databases()
-    await load.ensure_database(database)
-    env = load.cluster_env(database, redis, f"bench{secrets.token_hex(3)}")
-    settings = load.settings_of(env)
-    await asyncio.to_thread(upgrade, settings.database_url)
-    world = await load.seed(settings, args.candidates, args.proctors)
-    port = free_port()
-    cluster = LocalCluster(
-        workers=args.workers,
-        port=port,
-        prefix=Path(tempfile.mkdtemp(prefix="examserver-fanout-")),
-        env=env,
+    world, cluster = await load.seeded_cluster(
+        "fanout", workers=args.workers, candidates=args.candidates, proctors=args.proctors
     )
-    await asyncio.to_thread(cluster.start)
+    port = cluster.port
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,17 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.load import (
-    RESULTS,
-    Candidate,
-    bench_databases,
-    cluster_env,
-    ensure_database,
-    seed,
-    settings_of,
-)
-from delivery_service.cluster import LocalCluster, free_port
-from delivery_service.storage.migrate import upgrade
+from bench.load import RESULTS, Candidate, seeded_cluster
 
 
 def rss_kib(pid: int) -> int:
@@ -49,17 +37,7 @@ def rss_kib(pid: int) -> int:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    database, redis = bench_databases()
-    await ensure_database(database)
-    env = cluster_env(database, redis, f"idle{os.getpid()}")
-    settings = settings_of(env)
-    await asyncio.to_thread(upgrade, settings.database_url)
-    world = await seed(settings, args.sockets, 5)
-    cluster = LocalCluster(
-        workers=2, port=free_port(), prefix=Path(tempfile.mkdtemp(prefix="examserver-idle-")),
-        env=env,
-    )  # fmt: skip
-    await asyncio.to_thread(cluster.start)
+    world, cluster = await seeded_cluster("idle", workers=2, candidates=args.sockets, proctors=5)
     ports = list(cluster.processes)
     pids = [cluster.processes[p].pid for p in ports]
     stop = asyncio.Event()

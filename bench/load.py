@@ -669,29 +669,41 @@ def bench_databases() -> tuple[str, str]:
     )
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def seeded_cluster(
+    name: str, *, workers: int, candidates: int, proctors: int, env: dict[str, str] | None = None
+) -> tuple[World, LocalCluster]:
+    """What every cluster benchmark starts from: the bench database migrated and seeded, and
+    `workers` workers behind nginx on a free port, running (`env` added to theirs)."""
     database, redis = bench_databases()
     await ensure_database(database)
-    env = cluster_env(database, redis, f"bench{secrets.token_hex(3)}")
-    if args.scenario == "expiry":
-        # The expiry scenario writes its deadlines straight into the database, so the sweepers
-        # learn them by reconciling; the other scenarios keep the production interval (30 s).
-        env["EXAMSERVER_RECONCILE_INTERVAL_SECONDS"] = "2"
-    settings = settings_of(env)
+    full = cluster_env(database, redis, f"{name}{secrets.token_hex(3)}") | (env or {})
+    settings = settings_of(full)
     await asyncio.to_thread(upgrade, settings.database_url)
-    people = args.attempts if args.scenario == "expiry" else args.candidates
-    world = await seed(settings, people, args.proctors)
-    port = free_port()
+    world = await seed(settings, candidates, proctors)
     cluster = LocalCluster(
-        workers=args.workers,
-        port=port,
-        prefix=Path(tempfile.mkdtemp(prefix="examserver-bench-")),
-        env=env,
+        workers=workers,
+        port=free_port(),
+        prefix=Path(tempfile.mkdtemp(prefix=f"examserver-{name}-")),
+        env=full,
     )
     await asyncio.to_thread(cluster.start)
+    return world, cluster
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    expiry = args.scenario == "expiry"
+    world, cluster = await seeded_cluster(
+        "bench",
+        workers=args.workers,
+        candidates=args.attempts if expiry else args.candidates,
+        proctors=args.proctors,
+        # The expiry scenario writes its deadlines straight into the database, so the sweepers
+        # learn them by reconciling; the other scenarios keep the production interval (30 s).
+        env={"EXAMSERVER_RECONCILE_INTERVAL_SECONDS": "2"} if expiry else None,
+    )
     try:
         began = datetime.now(UTC)
-        result = await SCENARIOS[args.scenario](world, f"ws://127.0.0.1:{port}", args)
+        result = await SCENARIOS[args.scenario](world, f"ws://127.0.0.1:{cluster.port}", args)
     finally:
         await asyncio.to_thread(cluster.stop)
     return {
