@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -94,6 +94,32 @@ from test_assembly.rng import new_seed
 from test_assembly.scoring import score_item
 
 log = logging.getLogger(__name__)
+
+# The answer path's statements, built once with bound parameters: on that path, building a
+# statement (its WHERE clauses, its options) cost more CPU than PostgreSQL took to run it.
+# Statements are immutable values, so sharing them between tasks is safe.
+_ATTEMPT_AND_TEST = (
+    select(Attempt, Test)
+    .join(Test, Test.id == Attempt.test_id)
+    .where(Attempt.id == bindparam("attempt_id"))
+    .execution_options(populate_existing=True)
+)
+_READ_ATTEMPT = _ATTEMPT_AND_TEST
+_LOCK_ATTEMPT = _ATTEMPT_AND_TEST.with_for_update(of=Attempt)
+_PRIOR_RESPONSE = select(ResponseEvent).where(
+    ResponseEvent.attempt_id == bindparam("attempt_id"),
+    ResponseEvent.client_seq == bindparam("client_seq"),
+)
+_ITEM_STATES = (
+    select(ItemState)
+    .where(ItemState.attempt_id == bindparam("attempt_id"))
+    .execution_options(populate_existing=True)
+)
+_ANSWERED = (
+    select(func.count())
+    .select_from(ItemState)
+    .where(ItemState.attempt_id == bindparam("attempt_id"), ItemState.response.is_not(None))
+)
 
 Access = Literal["owner", "read", "staff"]
 R = TypeVar("R")
@@ -404,10 +430,7 @@ class AttemptService:
                 # A replay is answered before the deadline check: a client whose ack was lost must
                 # get the same ack, even after time ran out.
                 prior = await s.scalar(
-                    select(ResponseEvent).where(
-                        ResponseEvent.attempt_id == attempt.id,
-                        ResponseEvent.client_seq == client_seq,
-                    )
+                    _PRIOR_RESPONSE, {"attempt_id": attempt.id, "client_seq": client_seq}
                 )
                 if prior is not None:
                     if prior.item_id != uuid.UUID(item.item_id) or prior.response != normalized:
@@ -826,11 +849,8 @@ class AttemptService:
     ) -> Loaded:
         # The attempt and its test in one statement (tests never change once written); only
         # the attempt row is locked. The clock is read after the lock is granted, apart.
-        stmt = select(Attempt, Test).join(Test, Test.id == Attempt.test_id)
-        stmt = stmt.where(Attempt.id == attempt_id)
-        if lock:
-            stmt = stmt.with_for_update(of=Attempt)
-        found = (await s.execute(stmt.execution_options(populate_existing=True))).one_or_none()
+        stmt = _LOCK_ATTEMPT if lock else _READ_ATTEMPT
+        found = (await s.execute(stmt, {"attempt_id": attempt_id})).one_or_none()
         attempt, test = found if found is not None else (None, None)
         owner = attempt is not None and attempt.user_id == principal.user_id
         if attempt is None or test is None or not (owner or principal.is_staff):
@@ -1060,20 +1080,12 @@ class AttemptService:
         """Every item state of the attempt, in one statement: the answer path needs one row
         to write and all of them to count answered items (the attempt is locked, so the
         count cannot change underneath)."""
-        rows = await s.scalars(
-            select(ItemState)
-            .where(ItemState.attempt_id == attempt_id)
-            .execution_options(populate_existing=True)
-        )
+        rows = await s.scalars(_ITEM_STATES, {"attempt_id": attempt_id})
         return {row.item_id: row for row in rows}
 
     @staticmethod
     async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:
-        count = await s.scalar(
-            select(func.count())
-            .select_from(ItemState)
-            .where(ItemState.attempt_id == attempt_id, ItemState.response.is_not(None))
-        )
+        count = await s.scalar(_ANSWERED, {"attempt_id": attempt_id})
         return int(count or 0)
 
     def _timer(self, attempt: Attempt, test: Test, now: datetime) -> Timer:

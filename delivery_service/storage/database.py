@@ -51,10 +51,16 @@ async def db_now(session: AsyncSession) -> datetime:
     before a row lock was granted.
     """
     if session.get_bind().dialect.name == "postgresql":
-        value = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+        value = (await session.execute(_CLOCK)).scalar_one()
         return value.astimezone(UTC)  # type: ignore[no-any-return]
-    text = (await session.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))).scalar_one()
+    text = (await session.execute(_SQLITE_CLOCK)).scalar_one()
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# Built once: every decision reads the clock, and building a statement costs more CPU than
+# running one of these (statements are immutable values, safe to share).
+_CLOCK = select(func.clock_timestamp())
+_SQLITE_CLOCK = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
 
 
 DURABLE_COMMIT_LEVELS = frozenset({"on", "remote_write", "remote_apply"})

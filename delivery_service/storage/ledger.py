@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,10 +85,14 @@ class Ledger:
         self._key = key
 
     async def append(self, s: AsyncSession, entry: Entry, now: datetime) -> LedgerEvent:
-        head = await self._lock_head(s, entry.chain)
+        """Seal and store the entry. The row is written with Core statements built once, not
+        through the session's unit of work (the answer path appends on every answer, and the
+        ORM's bookkeeping cost more than the statements); the returned row is a detached copy
+        of what was stored, with its id."""
+        seq, prev_hash = await self._lock_head(s, entry.chain)
         row = LedgerEvent(
             chain=entry.chain,
-            seq=head.seq + 1,
+            seq=seq + 1,
             type=entry.type,
             source=entry.source,
             actor_id=entry.actor_id,
@@ -100,22 +104,27 @@ class Ledger:
             client_event_id=entry.client_event_id,
             client_time=entry.client_time,
             server_time=now,
-            prev_hash=head.hash,
+            prev_hash=prev_hash,
         )
         row.hash = sealing.seal(self._key, row.prev_hash, body_of(row))
-        s.add(row)
-        head.seq, head.hash = row.seq, row.hash
-        await s.flush()
+        values = {f"event_{column}": getattr(row, column) for column in _EVENT_COLUMNS}
+        head = {"head_chain": row.chain, "head_seq": row.seq, "head_hash": row.hash}
+        if s.get_bind().dialect.name == "postgresql":
+            # One round trip: the head moves in a data-modifying CTE of the insert.
+            row.id = (await s.execute(_APPEND_AND_MOVE_HEAD, values | head)).scalar_one()
+        else:
+            row.id = (await s.execute(_APPEND, values)).scalar_one()
+            await s.execute(_MOVE_HEAD, head)
         return row
 
     @staticmethod
-    async def _lock_head(s: AsyncSession, chain: str) -> LedgerHead:
-        """The chain's head under a row lock; created first when the chain is new. Most
-        appends extend a chain that exists, so the lock comes first and the insert only when
-        it found nothing (one statement per append saved on the answer path)."""
-        head = await s.scalar(_locked_head(chain))
-        if head is not None:
-            return head
+    async def _lock_head(s: AsyncSession, chain: str) -> tuple[int, str]:
+        """The chain's head (seq, hash) under a row lock; created first when the chain is
+        new. Most appends extend a chain that exists, so the lock comes first and the insert
+        only when it found nothing (one statement per append saved on the answer path)."""
+        found = (await s.execute(_LOCKED_HEAD, {"chain": chain})).one_or_none()
+        if found is not None:
+            return found.seq, found.hash
         dialect = s.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await s.execute(
@@ -123,10 +132,10 @@ class Ledger:
             .values(chain=chain, seq=0, hash=sealing.GENESIS)
             .on_conflict_do_nothing(index_elements=["chain"])
         )
-        head = await s.scalar(_locked_head(chain))
-        if head is None:  # pragma: no cover - inserted just above, in this transaction
+        found = (await s.execute(_LOCKED_HEAD, {"chain": chain})).one_or_none()
+        if found is None:  # pragma: no cover - inserted just above, in this transaction
             raise RuntimeError(f"ledger head {chain!r} vanished")
-        return head
+        return found.seq, found.hash
 
     @staticmethod
     async def events(s: AsyncSession, chain: str) -> list[LedgerEvent]:
@@ -154,13 +163,29 @@ class Ledger:
             yield name
 
 
-def _locked_head(chain: str) -> Select[LedgerHead]:
-    return (
-        select(LedgerHead)
-        .where(LedgerHead.chain == chain)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+# Built once: every append runs these, and building a statement cost more CPU than running it.
+# Core statements on the tables, not ORM entities: no identity map, no unit of work. Every
+# parameter is named apart from the columns: a parameter named like a column of the head table
+# would be taken as a value to SET in the CTE's update.
+_EVENTS = LedgerEvent.metadata.tables[LedgerEvent.__tablename__]
+_HEADS = LedgerHead.metadata.tables[LedgerHead.__tablename__]
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns if c.name != "id")
+_LOCKED_HEAD = (
+    select(_HEADS.c.seq, _HEADS.c.hash)
+    .where(_HEADS.c.chain == bindparam("chain"))
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == bindparam("head_chain"))
+    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
+)
+_APPEND = (
+    insert(_EVENTS)
+    .values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS})
+    .returning(_EVENTS.c.id)
+)
+_APPEND_AND_MOVE_HEAD = _APPEND.add_cte(_MOVE_HEAD.cte("moved_head"))
 
 
 def _link(row: LedgerEvent) -> sealing.Link:
