@@ -71,6 +71,7 @@ from delivery_service.services.scores import (
     score_attempt,
 )
 from delivery_service.services.security import Principal
+from delivery_service.storage import answers
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain
 from delivery_service.storage.models import (
@@ -109,11 +110,6 @@ _LOCK_ATTEMPT = _ATTEMPT_AND_TEST.with_for_update(of=Attempt)
 _PRIOR_RESPONSE = select(ResponseEvent).where(
     ResponseEvent.attempt_id == bindparam("attempt_id"),
     ResponseEvent.client_seq == bindparam("client_seq"),
-)
-_ITEM_STATES = (
-    select(ItemState)
-    .where(ItemState.attempt_id == bindparam("attempt_id"))
-    .execution_options(populate_existing=True)
 )
 _ANSWERED = (
     select(func.count())
@@ -1000,10 +996,8 @@ class AttemptService:
         principal: Principal,
         connection_id: str | None,
     ) -> AnswerAck:
-        states = await self._states(x.session, x.attempt.id)
         item_id = uuid.UUID(item.item_id)
-        state = states.get(item_id) or _new_state(x.session, x.attempt.id, item_id)
-        states[item_id] = state
+        state = await answers.answer_state(x.session, x.attempt.id, item_id)
         if state.locked:
             raise Conflict(
                 "item_locked",
@@ -1011,31 +1005,28 @@ class AttemptService:
                 item_id=item.identifier,
             )
         applied = state.client_seq is None or client_seq > state.client_seq
-        if applied:
-            state.response = normalized
-            state.client_seq = client_seq
-            state.answered_at = x.now
         feedback = self._answer_feedback(x, item, normalized) if applied else None
-        if feedback is not None:
-            state.locked = True  # feedback given: a second try would make it a hint
-        x.session.add(
-            ResponseEvent(
-                attempt_id=x.attempt.id,
-                item_id=uuid.UUID(item.item_id),
-                client_seq=client_seq,
-                response=normalized,
-                applied=applied,
-                actor_id=principal.user_id,
-                connection_id=connection_id,
-                received_at=x.now,
-            )
+        locked = feedback is not None  # feedback given: a second try would make it a hint
+        await answers.record(
+            x.session,
+            attempt_id=x.attempt.id,
+            item_id=item_id,
+            client_seq=client_seq,
+            response=normalized,
+            applied=applied,
+            locked=locked,
+            actor_id=principal.user_id,
+            connection_id=connection_id,
+            at=x.now,
         )
-        await x.session.flush()
+        answered = state.answered
+        if applied:
+            answered += (normalized is not None) - state.has_response
         await self.log(
             x, ev.ANSWER_SAVED, "candidate", actor=principal.user_id,
             payload={"item_id": item.identifier, "client_seq": client_seq, "applied": applied,
                      "response_sha256": sealing.digest(normalized),
-                     "connection_id": connection_id, "locked": state.locked},
+                     "connection_id": connection_id, "locked": locked},
         )  # fmt: skip
         return AnswerAck(
             item_id=item.identifier,
@@ -1043,7 +1034,7 @@ class AttemptService:
             applied=applied,
             duplicate=False,
             saved_at=x.now,
-            answered=sum(1 for st in states.values() if st.response is not None),
+            answered=answered,
             feedback=feedback,
         )
 
@@ -1074,14 +1065,6 @@ class AttemptService:
     async def _state_row(s: AsyncSession, attempt_id: uuid.UUID, item: ItemContent) -> ItemState:
         key = (attempt_id, uuid.UUID(item.item_id))
         return await s.get(ItemState, key) or _new_state(s, *key)
-
-    @staticmethod
-    async def _states(s: AsyncSession, attempt_id: uuid.UUID) -> dict[uuid.UUID, ItemState]:
-        """Every item state of the attempt, in one statement: the answer path needs one row
-        to write and all of them to count answered items (the attempt is locked, so the
-        count cannot change underneath)."""
-        rows = await s.scalars(_ITEM_STATES, {"attempt_id": attempt_id})
-        return {row.item_id: row for row in rows}
 
     @staticmethod
     async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:
