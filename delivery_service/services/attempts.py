@@ -107,15 +107,6 @@ _ATTEMPT_AND_TEST = (
 )
 _READ_ATTEMPT = _ATTEMPT_AND_TEST
 _LOCK_ATTEMPT = _ATTEMPT_AND_TEST.with_for_update(of=Attempt)
-_PRIOR_RESPONSE = select(ResponseEvent).where(
-    ResponseEvent.attempt_id == bindparam("attempt_id"),
-    ResponseEvent.client_seq == bindparam("client_seq"),
-)
-_ANSWERED = (
-    select(func.count())
-    .select_from(ItemState)
-    .where(ItemState.attempt_id == bindparam("attempt_id"), ItemState.response.is_not(None))
-)
 
 Access = Literal["owner", "read", "staff"]
 R = TypeVar("R")
@@ -416,29 +407,29 @@ class AttemptService:
     ) -> AnswerAck:
         async with self._sessions() as s:
             async with s.begin():
-                loaded = await self._load(s, attempt_id, principal, "owner", lock=True)
-                attempt = loaded.attempt
+                attempt, test = await self._row(s, attempt_id, principal, "owner", lock=True)
                 item = await self._item(s, attempt, item_id)
                 try:
                     normalized = interaction_for(item).normalize(item, response)
                 except ResponseError as bad:
                     raise InvalidResponse(bad.message, **bad.details) from None
+                # The clock, the item's state and a prior answer, in one round trip after the
+                # lock (the answer path's cost is mostly its round trips).
+                found = await answers.lookup(s, attempt.id, uuid.UUID(item.item_id), client_seq)
+                loaded = Loaded(s, attempt, test, found.now)
                 # A replay is answered before the deadline check: a client whose ack was lost must
                 # get the same ack, even after time ran out.
-                prior = await s.scalar(
-                    _PRIOR_RESPONSE, {"attempt_id": attempt.id, "client_seq": client_seq}
-                )
+                prior = found.prior
                 if prior is not None:
                     if prior.item_id != uuid.UUID(item.item_id) or prior.response != normalized:
                         raise ClientSeqConflict(client_seq)
-                    answered = await self._answered(s, attempt.id)
                     return AnswerAck(
                         item_id=item_id,
                         client_seq=client_seq,
                         applied=prior.applied,
                         duplicate=True,
                         saved_at=prior.received_at,
-                        answered=answered,
+                        answered=found.state.answered,
                         feedback=self._answer_feedback(loaded, item, prior.response),
                     )
                 overdue = rules.is_overdue(attempt, now=loaded.now, grace=self.expiry_grace(loaded))
@@ -455,7 +446,7 @@ class AttemptService:
                     rules.require_writable(attempt, now=loaded.now, grace=self._grace)
                     self._require_section_time(loaded, item)
                     ack = await self._record_answer(
-                        loaded, item, normalized, client_seq, principal, connection_id
+                        loaded, item, found.state, normalized, client_seq, principal, connection_id
                     )
             if late:
                 # The refusal is committed evidence; in a grace window only submitting is left.
@@ -843,8 +834,21 @@ class AttemptService:
         *,
         lock: bool,
     ) -> Loaded:
-        # The attempt and its test in one statement (tests never change once written); only
-        # the attempt row is locked. The clock is read after the lock is granted, apart.
+        # The clock is read after the lock is granted, apart.
+        attempt, test = await self._row(s, attempt_id, principal, access, lock=lock)
+        return Loaded(s, attempt, test, await db_now(s))
+
+    @staticmethod
+    async def _row(
+        s: AsyncSession,
+        attempt_id: uuid.UUID,
+        principal: Principal,
+        access: Access,
+        *,
+        lock: bool,
+    ) -> tuple[Attempt, Test]:
+        """The attempt and its test in one statement (tests never change once written); only
+        the attempt row is locked."""
         stmt = _LOCK_ATTEMPT if lock else _READ_ATTEMPT
         found = (await s.execute(stmt, {"attempt_id": attempt_id})).one_or_none()
         attempt, test = found if found is not None else (None, None)
@@ -855,7 +859,7 @@ class AttemptService:
             raise Forbidden("only the candidate can do this in their own attempt")
         if access == "staff" and not principal.is_staff:
             raise Forbidden("only a proctor or an admin can do this")
-        return Loaded(s, attempt, test, await db_now(s))
+        return attempt, test
 
     async def _finish(
         self,
@@ -991,13 +995,13 @@ class AttemptService:
         self,
         x: Loaded,
         item: ItemContent,
+        state: answers.AnswerState,
         normalized: Any,
         client_seq: int,
         principal: Principal,
         connection_id: str | None,
     ) -> AnswerAck:
         item_id = uuid.UUID(item.item_id)
-        state = await answers.answer_state(x.session, x.attempt.id, item_id)
         if state.locked:
             raise Conflict(
                 "item_locked",
@@ -1065,11 +1069,6 @@ class AttemptService:
     async def _state_row(s: AsyncSession, attempt_id: uuid.UUID, item: ItemContent) -> ItemState:
         key = (attempt_id, uuid.UUID(item.item_id))
         return await s.get(ItemState, key) or _new_state(s, *key)
-
-    @staticmethod
-    async def _answered(s: AsyncSession, attempt_id: uuid.UUID) -> int:
-        count = await s.scalar(_ANSWERED, {"attempt_id": attempt_id})
-        return int(count or 0)
 
     def _timer(self, attempt: Attempt, test: Test, now: datetime) -> Timer:
         return Timer.of(

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, bindparam, func, select
+from sqlalchemy import BindParameter, Insert, Select, and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.models import ItemState, ResponseEvent
 
 
@@ -30,13 +31,44 @@ class AnswerState:
     has_response: bool  # this item has a response now
 
 
-async def answer_state(s: AsyncSession, attempt_id: uuid.UUID, item_id: uuid.UUID) -> AnswerState:
-    row = (await s.execute(_ANSWER_STATE, {"attempt_id": attempt_id, "item_id": item_id})).one()
-    return AnswerState(
-        answered=int(row.answered),
-        locked=bool(row.locked),
-        client_seq=row.client_seq,
-        has_response=bool(row.has_response),
+@dataclass(frozen=True)
+class Prior:
+    """The answer stored before under the same client_seq: a resend whose ack was lost."""
+
+    item_id: uuid.UUID
+    response: Any
+    applied: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Lookup:
+    now: datetime  # the database clock, read after the attempt's row lock was granted
+    state: AnswerState
+    prior: Prior | None
+
+
+async def lookup(
+    s: AsyncSession, attempt_id: uuid.UUID, item_id: uuid.UUID, client_seq: int
+) -> Lookup:
+    """Everything an answer is decided on, in one round trip: the clock, the item's state and
+    the attempt's answered count, and a prior answer with this client_seq. The caller holds the
+    attempt's row lock, so none of it can change before the write."""
+    dialect = s.get_bind().dialect.name
+    params = {"attempt_id": attempt_id, "item_id": item_id, "client_seq": client_seq}
+    row = (await s.execute(_LOOKUPS[dialect], params)).one()
+    prior = None
+    if row.prior_item_id is not None:
+        prior = Prior(row.prior_item_id, row.prior_response, row.prior_applied, row.received_at)
+    return Lookup(
+        now=clock_value(dialect, row.now),
+        state=AnswerState(
+            answered=int(row.answered),
+            locked=bool(row.locked),
+            client_seq=row.client_seq,
+            has_response=bool(row.has_response),
+        ),
+        prior=prior,
     )
 
 
@@ -88,15 +120,42 @@ async def record(
 _STATES = ItemState.metadata.tables[ItemState.__tablename__]
 _HISTORY_TABLE = ResponseEvent.metadata.tables[ResponseEvent.__tablename__]
 
+_attempt: BindParameter[uuid.UUID] = bindparam("attempt_id")
 _item: BindParameter[uuid.UUID] = bindparam("item_id")
-_ANSWER_STATE = select(
-    func.count().filter(_STATES.c.response.is_not(None)).label("answered"),
-    func.count().filter(_STATES.c.item_id == _item, _STATES.c.locked.is_(True)).label("locked"),
-    func.max(_STATES.c.client_seq).filter(_STATES.c.item_id == _item).label("client_seq"),
-    func.count()
-    .filter(_STATES.c.item_id == _item, _STATES.c.response.is_not(None))
-    .label("has_response"),
-).where(_STATES.c.attempt_id == bindparam("attempt_id"))
+_STATE = (
+    select(
+        func.count().filter(_STATES.c.response.is_not(None)).label("answered"),
+        func.count().filter(_STATES.c.item_id == _item, _STATES.c.locked.is_(True)).label("locked"),
+        func.max(_STATES.c.client_seq).filter(_STATES.c.item_id == _item).label("client_seq"),
+        func.count()
+        .filter(_STATES.c.item_id == _item, _STATES.c.response.is_not(None))
+        .label("has_response"),
+    )
+    .where(_STATES.c.attempt_id == _attempt)
+    .subquery("state")
+)
+_PRIOR = _HISTORY_TABLE.alias("prior")
+
+
+def _lookup(dialect: str) -> Select[Any]:
+    """One row: an aggregate over the item states always has one, and the prior answer is
+    joined to it when there is one (the pair is unique)."""
+    return select(
+        clock_column(dialect),
+        _STATE,
+        _PRIOR.c.item_id.label("prior_item_id"),
+        _PRIOR.c.response.label("prior_response"),
+        _PRIOR.c.applied.label("prior_applied"),
+        _PRIOR.c.received_at,
+    ).select_from(
+        _STATE.outerjoin(
+            _PRIOR,
+            and_(_PRIOR.c.attempt_id == _attempt, _PRIOR.c.client_seq == bindparam("client_seq")),
+        )
+    )
+
+
+_LOOKUPS = {dialect: _lookup(dialect) for dialect in ("postgresql", "sqlite")}
 
 _HISTORY = _HISTORY_TABLE.insert().values(
     {

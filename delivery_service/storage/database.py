@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import ColumnElement, event, func, select, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -50,17 +50,28 @@ async def db_now(session: AsyncSession) -> datetime:
     clock_timestamp() rather than now(): now() is the transaction's start, which can be well
     before a row lock was granted.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        value = (await session.execute(_CLOCK)).scalar_one()
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
-    text = (await session.execute(_SQLITE_CLOCK)).scalar_one()
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    dialect = session.get_bind().dialect.name
+    return clock_value(dialect, (await session.execute(_CLOCKS[dialect])).scalar_one())
+
+
+def clock_column(dialect: str) -> ColumnElement[Any]:
+    """The database clock as a column, for a statement that reads it beside other things."""
+    return _CLOCK_COLUMNS[dialect]
+
+
+def clock_value(dialect: str, raw: Any) -> datetime:
+    if dialect == "postgresql":
+        return raw.astimezone(UTC)  # type: ignore[no-any-return]
+    return datetime.fromisoformat(raw).replace(tzinfo=UTC)
 
 
 # Built once: every decision reads the clock, and building a statement costs more CPU than
 # running one of these (statements are immutable values, safe to share).
-_CLOCK = select(func.clock_timestamp())
-_SQLITE_CLOCK = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+_CLOCK_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "postgresql": func.clock_timestamp().label("now"),
+    "sqlite": func.strftime("%Y-%m-%d %H:%M:%f", "now").label("now"),
+}
+_CLOCKS = {dialect: select(column) for dialect, column in _CLOCK_COLUMNS.items()}
 
 
 DURABLE_COMMIT_LEVELS = frozenset({"on", "remote_write", "remote_apply"})
