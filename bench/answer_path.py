@@ -196,24 +196,26 @@ INSERT INTO pgb_answers VALUES (:a, :i, '"B"', :client_id, now())
   SET response = excluded.response, client_seq = excluded.client_seq, answered_at = now();
 """
 
-# What our answer does, in SQL, statement for statement: lock the attempt (with its test), read
-# the clock, replay check, read the item states, upsert one, history row, ledger head lock,
-# event and head update; one transaction.
+# What our answer does, in SQL, statement for statement: lock the attempt (with its test);
+# read the clock, the item states' aggregate and a prior answer in one statement; lock the
+# ledger head; the history row with the state upsert as its CTE; the ledger event with the head
+# update as its CTE; one transaction.
 PGBENCH_ANSWER = """\\set a random(1, {n})
 \\set i random(1, 5)
 BEGIN;
 SELECT version, deadline FROM pgb_attempts WHERE id = :a FOR UPDATE;
-SELECT clock_timestamp();
-SELECT id FROM pgb_history WHERE attempt_id = :a AND client_seq = -1;
-SELECT * FROM pgb_answers WHERE attempt_id = :a;
-INSERT INTO pgb_answers VALUES (:a, :i, '"B"', 1, now())
-  ON CONFLICT (attempt_id, item_id) DO UPDATE SET response = excluded.response;
+SELECT clock_timestamp(), s.*, p.id FROM (SELECT count(*) FILTER (WHERE response IS NOT NULL),
+  max(client_seq) FILTER (WHERE item_id = :i) FROM pgb_answers WHERE attempt_id = :a) s
+  LEFT JOIN pgb_history p ON p.attempt_id = :a AND p.client_seq = -1;
+SELECT seq, hash FROM pgb_heads WHERE chain = 'attempt:' || :a FOR UPDATE;
+WITH state AS (INSERT INTO pgb_answers VALUES (:a, :i, '"B"', 1, now())
+  ON CONFLICT (attempt_id, item_id) DO UPDATE SET response = excluded.response)
 INSERT INTO pgb_history (attempt_id, item_id, client_seq, response, received_at)
   VALUES (:a, :i, nextval('pgb_history_id_seq'), '"B"', now());
-SELECT seq, hash FROM pgb_heads WHERE chain = 'attempt:' || :a FOR UPDATE;
+WITH head AS (UPDATE pgb_heads SET seq = seq + 1, hash = md5(random()::text)
+  WHERE chain = 'attempt:' || :a)
 INSERT INTO pgb_ledger (chain, seq, payload, hash) VALUES
   ('attempt:' || :a, nextval('pgb_ledger_id_seq'), '{{"item_id": "q1"}}', md5(random()::text));
-UPDATE pgb_heads SET seq = seq + 1, hash = md5(random()::text) WHERE chain = 'attempt:' || :a;
 COMMIT;
 """
 
