@@ -278,6 +278,7 @@ async def _seed(settings: Settings) -> int:
 
 def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
     from delivery_service.logs import configure_logging
+    from delivery_service.loop_watch import tune_gc
 
     config = uvicorn.Config(
         app,
@@ -294,6 +295,7 @@ def _run(app: FastAPI, host: str, port: int, settings: Settings) -> None:
     )
     server = DrainingServer(config, app, settings.drain_seconds)
     configure_logging(json_lines=settings.log_format == "json")  # again: uvicorn.Config set its own
+    tune_gc(settings.gc_thresholds)
     server.run()
 
 

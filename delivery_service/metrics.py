@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+PAUSE = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -69,6 +70,24 @@ class Metrics:
             "socket channels repaired after a pub/sub outage: replayed from the stream, or a "
             "database snapshot when the stream could not fill the gap",
             ["outcome"],
+            registry=r,
+        )
+        self.timer_rebuilds = Counter(
+            "examserver_timer_rebuilds_total",
+            "times this worker rebuilt Redis timers from the database's running attempts",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "examserver_event_loop_lag_seconds",
+            "how much later than asked the worker's event loop woke from a short sleep",
+            buckets=PAUSE,
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "examserver_gc_pause_seconds",
+            "time the garbage collector held the worker, by generation",
+            ["generation"],
+            buckets=PAUSE,
             registry=r,
         )
         self.queue_drops = Counter(

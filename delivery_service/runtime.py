@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -28,6 +29,7 @@ from delivery_service.live.scripts import Scripts
 from delivery_service.live.throttle import LoginThrottle
 from delivery_service.live.tickets import Tickets
 from delivery_service.live.timers import Timers
+from delivery_service.loop_watch import GcWatch, watch_loop
 from delivery_service.metrics import Metrics
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptService
@@ -84,6 +86,10 @@ class Runtime:
     sockets: SocketRegistry
     draining: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @cached_property
+    def gc_watch(self) -> GcWatch:
+        return GcWatch(self.metrics)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -196,12 +202,15 @@ class Runtime:
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
             asyncio.create_task(self._clock_loop(), name="clock"),
         ]
+        self.tasks.append(asyncio.create_task(watch_loop(self.metrics), name="loop watch"))
+        self.gc_watch.install()
 
     async def stop(self) -> None:
         """Shut down in bounded steps: a stuck step is logged by name and skipped, so a worker
         always exits (an orchestrator would kill it anyway) and the log says what hung."""
         self.draining = True
         await _bounded("close sockets", self.sockets.close_all(code=1012, reason="restarting"))
+        self.gc_watch.remove()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

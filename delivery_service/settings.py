@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="new WebSockets a worker greets at once (each reads the database); "
         "the rest wait for a slot",
     )
+    gc_thresholds: tuple[int, int, int] = Field(
+        (50_000, 20, 100),
+        description="the worker's garbage-collector thresholds (gc.set_threshold); Python's "
+        "(700, 10, 10) made full collections of a 2,000-socket heap stop the loop for 0.25-1 s "
+        "every few seconds",
+    )
     ws_greeting_wait_seconds: float = Field(
         30.0, description="how long a new WebSocket waits for a greeting slot (then: 1013, retry)"
     )

@@ -22,6 +22,11 @@ class Keys:
     def deadlines(self) -> str:
         return f"{self.prefix}:deadlines"
 
+    @property
+    def reconcile(self) -> str:
+        """Held by the worker whose turn it is to rebuild timers from the database."""
+        return f"{self.prefix}:reconcile"
+
     def timer(self, attempt_id: str) -> str:
         return f"{self.prefix}:timer:{{a:{attempt_id}}}"
 

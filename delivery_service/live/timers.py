@@ -16,6 +16,7 @@ from delivery_service.live.keys import Keys
 from delivery_service.live.scripts import Scripts
 
 ZERO = timedelta(0)
+RESTORE_BATCH = 500  # attempts per pipeline when rebuilding timers
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -71,10 +72,25 @@ class Timers:
     async def restore(
         self, running: Iterable[tuple[str, datetime, timedelta]], now: datetime
     ) -> int:
-        """Re-create missing entries from the database without disturbing live leases."""
+        """Re-create missing entries from the database without disturbing live leases.
+
+        In pipelines of RESTORE_BATCH attempts: building and parsing one pipeline of every
+        running attempt (28,000 commands for 14,000) held the worker's loop for 0.6 s; between
+        batches the loop serves sockets."""
         count = 0
+        batch: list[tuple[str, datetime, timedelta]] = []
+        for entry in running:
+            batch.append(entry)
+            if len(batch) == RESTORE_BATCH:
+                count += await self._restore(batch, now)
+                batch = []
+        if batch:
+            count += await self._restore(batch, now)
+        return count
+
+    async def _restore(self, batch: list[tuple[str, datetime, timedelta]], now: datetime) -> int:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for attempt_id, deadline, late in running:
+            for attempt_id, deadline, late in batch:
                 if deadline > now:
                     pipe.set(
                         self._keys.timer(attempt_id),
@@ -87,9 +103,14 @@ class Timers:
                     {attempt_id: epoch_ms(deadline + self._grace + late)},
                     nx=True,
                 )
-                count += 1
             await pipe.execute()
-        return count
+        return len(batch)
+
+    async def claim_reconcile(self, holder: str, every: float) -> bool:
+        """True for one caller per `every` seconds across the cluster: one worker's reconcile
+        repairs the Redis every worker shares, so N workers need not each run it."""
+        key = self._keys.reconcile
+        return bool(await self._redis.set(key, holder, nx=True, px=int(every * 1000)))
 
     async def mark_epoch(self, epoch: str) -> bool:
         """True when Redis had no epoch (new, or lost its data): rebuild from the database."""

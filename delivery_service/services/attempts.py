@@ -783,16 +783,25 @@ class AttemptService:
     async def running_deadlines(self) -> list[tuple[str, datetime, timedelta]]:
         """Every attempt whose timer runs, with its deadline and its test's submission window
         after it: what Redis must hold."""
+        # Plain columns, and each test's policies parsed once: with 14,000 running attempts,
+        # an ORM row per attempt held the worker's loop for 0.4 s every reconcile.
         async with self._sessions() as s:
-            rows = await s.execute(
-                select(Attempt.id, Attempt.deadline, Test)
-                .join(Test, Test.id == Attempt.test_id)
-                .where(Attempt.state == "in_progress")
-            )
+            rows = (
+                await s.execute(
+                    select(Attempt.id, Attempt.deadline, Attempt.test_id).where(
+                        Attempt.state == "in_progress", Attempt.deadline.is_not(None)
+                    )
+                )
+            ).all()
+            test_ids = {test_id for _, _, test_id in rows}
+            late = {
+                test.id: late_window(policies_of(test))
+                for test in await s.scalars(select(Test).where(Test.id.in_(test_ids)))
+            }
             return [
-                (str(ident), deadline, late_window(policies_of(test)))
-                for ident, deadline, test in rows
-                if deadline is not None
+                (str(ident), deadline, late[test_id])
+                for ident, deadline, test_id in rows
+                if deadline is not None  # the query says so; the type does not
             ]
 
     # ---- internals --------------------------------------------------------------------------

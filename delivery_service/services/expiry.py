@@ -3,7 +3,9 @@
 Each pass claims due attempts from the deadline sorted set (a Lua lease, so one worker at a time
 holds each) and expires them in the database, where the locked row makes the expiry happen once.
 Redis is rebuilt, not trusted: when its epoch key is gone (it lost its data) or on a regular
-interval, the sweeper re-creates timers from every running attempt in the database.
+interval, the sweeper re-creates timers from every running attempt in the database. The regular
+rebuild runs on one worker per interval (a Redis key with the interval as its TTL): it repairs
+the Redis all workers share, and it costs the worker that runs it real time on its loop.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ExpirySweeper:
         self._lease = lease
         self._reconcile_every = reconcile_every
         self._last_reconcile = 0.0
+        self._holder = secrets.token_hex(6)
         self.healthy = False
 
     async def reconcile(self) -> int:
@@ -56,6 +59,8 @@ class ExpirySweeper:
             (member, end + self._grace) for member, end in await self._sessions.running_ends()
         )
         self._last_reconcile = time.monotonic()
+        if self._metrics is not None:
+            self._metrics.timer_rebuilds.inc()
         return restored
 
     async def sweep_once(self) -> int:
@@ -63,7 +68,11 @@ class ExpirySweeper:
             log.info("Redis holds no epoch (new or emptied): rebuilding timers from the database")
             await self.reconcile()
         elif time.monotonic() - self._last_reconcile > self._reconcile_every:
-            await self.reconcile()
+            # One worker per interval rebuilds for the whole cluster; the others only wait.
+            if await self._timers.claim_reconcile(self._holder, self._reconcile_every):
+                await self.reconcile()
+            else:
+                self._last_reconcile = time.monotonic()
         now = self._clock.now()
         expired = 0
         for member in await self._timers.claim_due(now, self._lease):

@@ -7,6 +7,7 @@ import json
 import signal
 from datetime import datetime
 
+import httpx
 import pytest
 from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
@@ -235,6 +236,41 @@ async def test_timers_survive_every_worker_restarting_with_redis_emptied_meanwhi
     assert await cluster.redis.zscore(cluster.keys.deadlines, running) is not None
     await student.close()
     assert c.process.poll() is None
+
+
+async def test_the_regular_timer_rebuild_runs_on_one_worker_per_interval(
+    cluster: Cluster,
+) -> None:
+    """Both workers sweep, but each interval only one of them rebuilds Redis from the database
+    (it repairs the Redis they share); a timer entry Redis lost comes back all the same."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cluster.env["EXAMSERVER_RECONCILE_INTERVAL_SECONDS"] = "1"
+    a, b = await cluster.start_worker(), await cluster.start_worker()
+    teacher = await Api.login(a.base_url, "teacher")
+    student = await Api.login(b.base_url, "student1")
+    running = await new_attempt(teacher, student)
+    await cluster.redis.zrem(cluster.keys.deadlines, running)
+
+    async def rebuilds(worker_url: str) -> float:
+        async with httpx.AsyncClient(base_url=worker_url) as http:
+            text = (await http.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "examserver_timer_rebuilds_total":
+                    return float(sample.value)
+        raise AssertionError("examserver_timer_rebuilds_total is not exposed")
+
+    before = [await rebuilds(w.base_url) for w in (a, b)]
+    await asyncio.sleep(5.2)
+    after = [await rebuilds(w.base_url) for w in (a, b)]
+    runs = sum(after) - sum(before)
+    # About five intervals passed: one rebuild each across the cluster (two workers each
+    # rebuilding every interval would make about ten).
+    assert 3 <= runs <= 7, (before, after)
+    assert await cluster.redis.zscore(cluster.keys.deadlines, running) is not None
+    await teacher.close()
+    await student.close()
 
 
 async def test_a_terminated_worker_drains_and_its_candidate_continues_elsewhere(

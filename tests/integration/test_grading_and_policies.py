@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from delivery_service.storage.models import Attempt, LedgerEvent
@@ -317,6 +318,23 @@ async def test_a_section_time_limit_closes_its_section_and_moves_on(world: World
     assert (await answer(world, aid, "q3", "B", 3))["applied"] is True
     done = await world.student.post(f"/attempts/{aid}/submit")
     assert done["answered"] == 2
+
+
+async def test_a_rebuild_larger_than_one_pipeline_restores_every_timer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild goes in batches; the last, partial one counts as much as the full ones."""
+    from delivery_service.live import timers
+
+    monkeypatch.setattr(timers, "RESTORE_BATCH", 2)
+    runtime = world.served.runtime
+    now = runtime.clock.now()
+    running = [(f"rebuild-{n}", now + timedelta(minutes=5), timedelta(0)) for n in range(5)]
+    assert await runtime.timers.restore(running, now) == 5
+    for ident, _, _ in running:
+        assert await runtime.redis.zscore(runtime.keys.deadlines, ident) is not None
+        assert await runtime.redis.exists(runtime.keys.timer(ident))
+        await runtime.timers.cancel(ident)
 
 
 async def test_a_rebuilt_timer_keeps_the_submission_window(world: World) -> None:

@@ -42,6 +42,8 @@ async def test_metrics_follow_sockets_messages_answers_fanout_and_expiry(world: 
         await ws.until("assessment_completed", timeout=10)
     assert await metric(world, "examserver_expiry_lag_seconds_count") == 1
     assert await metric(world, "examserver_sockets_open", kind="attempt") == 0
+    # The loop watch has been waking every 250 ms since the worker started.
+    assert await metric(world, "examserver_event_loop_lag_seconds_count") >= 1
 
 
 async def test_every_response_carries_a_request_id(world: World) -> None:
