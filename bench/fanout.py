@@ -440,6 +440,7 @@ def main() -> None:
         "--servers", nargs="+", choices=["ours", "socketio"], default=["ours", "socketio"]
     )
     args = parser.parse_args()
+    load.tune_harness_gc()
     result = asyncio.run(run(args))
     load.RESULTS.mkdir(exist_ok=True)
     out = load.RESULTS / f"fanout-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

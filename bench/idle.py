@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.load import RESULTS, Candidate, seeded_cluster
+from bench.load import RESULTS, Candidate, seeded_cluster, tune_harness_gc
 
 
 def rss_kib(pid: int) -> int:
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--connect-rate", type=float, default=300.0, help="new sockets per second")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before each reading")
     args = parser.parse_args()
+    tune_harness_gc()
     result = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2))
     RESULTS.mkdir(exist_ok=True)

@@ -42,6 +42,7 @@ from sqlalchemy import func, select
 
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
+from delivery_service.loop_watch import tune_gc
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import Principal, TokenService, hash_password
 from delivery_service.settings import Settings
@@ -187,6 +188,7 @@ class Candidate:
     answers: dict[int, dict[str, Any]] = field(default_factory=dict)
     acked: set[int] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
+    acked_at: list[float] = field(default_factory=list)  # perf_counter at each latency's ack
     errors: list[str] = field(default_factory=list)
     positions: dict[str, str] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -260,7 +262,9 @@ class Candidate:
                 sent = self.pending.pop(data["client_seq"], None)
                 self.acked.add(data["client_seq"])
                 if sent is not None:
-                    self.latencies.append(time.perf_counter() - sent)
+                    now = time.perf_counter()
+                    self.latencies.append(now - sent)
+                    self.acked_at.append(now)
             elif kind == "error":
                 self.errors.append(data.get("code", "error"))
 
@@ -447,14 +451,36 @@ def summary(candidates: list[Candidate], proctors: list[Proctor], seconds: float
     }
 
 
+def over_time(
+    candidates: list[Candidate], began: float, window: float = 5.0
+) -> list[dict[str, Any]]:
+    """Ack latency per window of the run (by ack time): a stall shows as one bad window, a
+    saturated path as a rising line, which one histogram cannot tell apart."""
+    buckets: dict[int, list[float]] = {}
+    for c in candidates:
+        for at, latency in zip(c.acked_at, c.latencies, strict=True):
+            buckets.setdefault(int((at - began) // window), []).append(latency)
+    return [{"t_s": k * window} | percentiles(v) for k, v in sorted(buckets.items()) if k >= 0]
+
+
 def phase(name: str, since: float) -> float:
     now = time.perf_counter()
     print(f"  {name}: {now - since:.1f} s", flush=True)
     return now
 
 
+async def loop_lag(into: list[float], interval: float = 0.25) -> None:
+    """The harness's own lateness: its latencies include it, so a result says how much."""
+    while True:
+        asked = time.perf_counter() + interval
+        await asyncio.sleep(interval)
+        into.append(max(time.perf_counter() - asked, 0.0))
+
+
 async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
+    lag: list[float] = []
+    lag_watch = asyncio.create_task(loop_lag(lag))
     t = time.perf_counter()
     candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
     t = phase("all connected", t)
@@ -481,6 +507,9 @@ async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str,
     if blipped is not None:
         result["blip"] = blipped
     result["timeline"] = [round(x * 1000, 1) for c in candidates for x in c.latencies[:50]]
+    result["over_time"] = over_time(candidates, began)
+    lag_watch.cancel()
+    result["harness_loop_lag"] = percentiles(lag)
     stop.set()
     for t in tasks:
         t.cancel()
@@ -731,16 +760,34 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     samples = result.get("timeline") or []
     if not samples:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    series = result.get("over_time") or []
+    fig, axes = plt.subplots(1, 2 if series else 1, figsize=(12 if series else 7, 4))
+    ax = axes[0] if series else axes
     ax.hist(samples, bins=60)
     ax.set_xlabel("answer ack latency (ms)")
     ax.set_ylabel("answers")
     ax.set_title(
         f"{result['scenario']}: {result['candidates']} candidates, {result['workers']} workers"
     )
+    if series:
+        right = axes[1]
+        times = [w["t_s"] for w in series]
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            right.plot(times, [w[key] for w in series], label=key.removesuffix("_ms"))
+        right.set_yscale("log")
+        right.set_xlabel("seconds into the load (5 s windows, by ack time)")
+        right.set_ylabel("ack latency (ms)")
+        right.legend()
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def tune_harness_gc() -> None:
+    """The harness holds thousands of sockets too: with Python's collector settings its own full
+    collections stopped it for a second at a time, which read as server latency. It takes the
+    workers' settings."""
+    tune_gc(Settings.model_fields["gc_thresholds"].default)
 
 
 def cli() -> None:
@@ -765,13 +812,14 @@ def cli() -> None:
     parser.add_argument("--connect-rate", type=float, default=400.0, help="new sockets per second")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
+    tune_harness_gc()
     result = asyncio.run(main(args))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = RESULTS / f"{args.scenario}-{stamp}.json"
     out.write_text(json.dumps(result, indent=2))
     png = plot(result, out.with_suffix(".png"))
-    shown = {k: v for k, v in result.items() if k != "timeline"}
+    shown = {k: v for k, v in result.items() if k not in ("timeline", "over_time")}
     print(json.dumps(shown, indent=2))
     print(f"written: {out}" + (f" and {png}" if png else ""))
 

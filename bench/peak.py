@@ -98,6 +98,7 @@ def main() -> None:
     load.SCENARIOS["peak"] = peak
     args.scenario, args.interval, args.duration, args.attempts = "peak", None, None, 0
     args.argv = sys.argv[1:]
+    load.tune_harness_gc()
     result = asyncio.run(load.main(args))
     result["command"] = "python -m bench.peak " + " ".join(args.argv)
     print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
