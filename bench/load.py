@@ -90,18 +90,27 @@ class World:
     proctors: list[tuple[Principal, str]]
 
 
-async def ensure_database(url: str) -> None:
-    """Create the bench database beside the test one if it is missing (never the test one)."""
+async def ensure_database(url: str, *, fresh: bool = False) -> None:
+    """Create the bench database beside the test one if it is missing (never the test one).
+
+    `fresh` drops and re-creates it first, but only a database whose name starts with `bench`:
+    every run leaves its attempts running for hours, and the next run's workers would carry
+    them (24,000 after a day of runs: each timer rebuild walked them all, and figures drifted
+    from run to run)."""
     plain = url.replace("postgresql+asyncpg://", "postgresql://")
     base, _, name = plain.rpartition("/")
+    admin = await asyncpg.connect(f"{base}/postgres")
     try:
-        conn = await asyncpg.connect(plain)
-    except asyncpg.InvalidCatalogNameError:
-        admin = await asyncpg.connect(f"{base}/postgres")
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists and fresh and name.startswith("bench"):
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        elif exists and fresh:
+            print(f"  keeping database {name!r} (not a bench database): earlier runs stay")
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
         await admin.close()
-    else:
-        await conn.close()
 
 
 async def seed(settings: Settings, candidates: int, proctors: int) -> World:
@@ -704,7 +713,7 @@ async def seeded_cluster(
     """What every cluster benchmark starts from: the bench database migrated and seeded, and
     `workers` workers behind nginx on a free port, running (`env` added to theirs)."""
     database, redis = bench_databases()
-    await ensure_database(database)
+    await ensure_database(database, fresh=True)
     full = cluster_env(database, redis, f"{name}{secrets.token_hex(3)}") | (env or {})
     settings = settings_of(full)
     await asyncio.to_thread(upgrade, settings.database_url)
