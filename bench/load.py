@@ -689,9 +689,14 @@ def cluster_env(database: str, redis: str, prefix: str) -> dict[str, str]:
 
 
 def settings_of(env: dict[str, str]) -> Settings:
+    """The Settings a worker with this environment has (lists and objects are JSON there)."""
+
+    def value(raw: str) -> Any:
+        return json.loads(raw) if raw[:1] in "[{" else raw
+
     return Settings(
         **{
-            k.removeprefix("EXAMSERVER_").lower(): v
+            k.removeprefix("EXAMSERVER_").lower(): value(v)
             for k, v in env.items()
             if k.startswith("EXAMSERVER_")
         }
