@@ -1,4 +1,5 @@
-"""The answer path's writes in Core statements built once: the item's state and the history row.
+"""The answer path's read and writes in Core statements built once: what an answer is decided
+on, then the item's state and the history row.
 
 Every answer runs these, so they skip the ORM: loading every item state of an attempt to count
 the answered ones grew with the test's length, and the unit of work's bookkeeping cost more CPU
@@ -115,8 +116,8 @@ async def record(
         await s.execute(_HISTORY, history)
 
 
-# Parameters are named apart from the columns (`answer_…`, `state_…`): a parameter named like a
-# column is taken as one more value to write.
+# The writes' parameters are named apart from the columns (`answer_…`, `state_…`): a parameter
+# named like a column of an INSERT or UPDATE is taken as one more value to write.
 _STATES = ItemState.metadata.tables[ItemState.__tablename__]
 _HISTORY_TABLE = ResponseEvent.metadata.tables[ResponseEvent.__tablename__]
 
