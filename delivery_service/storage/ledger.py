@@ -87,8 +87,8 @@ class Ledger:
     async def append(self, s: AsyncSession, entry: Entry, now: datetime) -> LedgerEvent:
         """Seal and store the entry. The row is written with Core statements built once, not
         through the session's unit of work (the answer path appends on every answer, and the
-        ORM's bookkeeping cost more than the statements); the returned row is a detached copy
-        of what was stored, with its id."""
+        ORM's bookkeeping cost more than the statements); the returned row is what was stored,
+        with its id, but not in the session: later reads in the transaction query for it."""
         seq, prev_hash = await self._lock_head(s, entry.chain)
         row = LedgerEvent(
             chain=entry.chain,
