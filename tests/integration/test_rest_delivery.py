@@ -336,3 +336,38 @@ async def test_a_cleared_answer_no_longer_counts_as_answered(world: World) -> No
     assert stored == 1
     done = await post(f"/attempts/{aid}/submit")
     assert done["answered"] == 1
+
+
+async def test_an_answer_is_five_statements_in_one_transaction(world: World) -> None:
+    """The answer path's shape is a decision (docs/decisions.md, "Statements per answer"): the
+    attempt lock, one read after it, the ledger head lock and two writes. Going back to the ORM
+    or to a statement per read shows here first. Ordinary items, fresh and replayed."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from delivery_service.services.security import Principal
+
+    aid = uuid.UUID(await world.started_attempt())
+    me = await world.student.get("/auth/me")
+    who = Principal(uuid.UUID(me["id"]), "student1", "student")
+    attempts = world.served.runtime.attempts
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", ";")):
+            seen.append(statement)
+
+    engine = world.served.runtime.engine.sync_engine
+    await attempts.save_answer(who, aid, item_id="q1", response="A", client_seq=1)  # warm caches
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await attempts.save_answer(who, aid, item_id="q2", response="B", client_seq=2)
+        fresh = len(seen)
+        await attempts.save_answer(who, aid, item_id="q2", response="B", client_seq=2)
+        replayed = len(seen) - fresh
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # SQLite runs each CTE pair as two statements.
+    assert fresh == (5 if world.settings.database_url.startswith("postgresql") else 7), seen
+    assert replayed == 2, seen[fresh:]
