@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
-from delivery_service.loop_watch import tune_gc
+from delivery_service.loop_watch import tune_gc, watch_loop
 from delivery_service.services.catalog import add_test
 from delivery_service.services.security import Principal, TokenService, hash_password
 from delivery_service.settings import Settings
@@ -478,18 +478,10 @@ def phase(name: str, since: float) -> float:
     return now
 
 
-async def loop_lag(into: list[float], interval: float = 0.25) -> None:
-    """The harness's own lateness: its latencies include it, so a result says how much."""
-    while True:
-        asked = time.perf_counter() + interval
-        await asyncio.sleep(interval)
-        into.append(max(time.perf_counter() - asked, 0.0))
-
-
 async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
-    lag: list[float] = []
-    lag_watch = asyncio.create_task(loop_lag(lag))
+    lag: list[float] = []  # the harness's own lateness: its latencies include it
+    lag_watch = asyncio.create_task(watch_loop(lag.append))
     t = time.perf_counter()
     candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
     t = phase("all connected", t)

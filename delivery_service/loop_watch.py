@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 from delivery_service.metrics import Metrics
@@ -25,12 +26,13 @@ def tune_gc(thresholds: tuple[int, int, int]) -> None:
     gc.freeze()
 
 
-async def watch_loop(metrics: Metrics, interval: float = 0.25) -> None:
-    """Sleep `interval` again and again and record how much later than asked the loop woke."""
+async def watch_loop(observe: Callable[[float], None], interval: float = 0.25) -> None:
+    """Sleep `interval` again and again and pass on how much later than asked the loop woke
+    (a worker to its lag histogram, the bench harness to its own list)."""
     while True:
         asked = time.perf_counter() + interval
         await asyncio.sleep(interval)
-        metrics.loop_lag.observe(max(time.perf_counter() - asked, 0.0))
+        observe(max(time.perf_counter() - asked, 0.0))
 
 
 class GcWatch:

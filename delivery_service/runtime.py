@@ -201,8 +201,8 @@ class Runtime:
             asyncio.create_task(self.bus.run(), name="bus"),
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
             asyncio.create_task(self._clock_loop(), name="clock"),
+            asyncio.create_task(watch_loop(self.metrics.loop_lag.observe), name="loop watch"),
         ]
-        self.tasks.append(asyncio.create_task(watch_loop(self.metrics), name="loop watch"))
         self.gc_watch.install()
 
     async def stop(self) -> None:

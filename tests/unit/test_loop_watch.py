@@ -17,7 +17,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 
 async def test_a_blocked_loop_is_measured_as_lag() -> None:
     metrics = Metrics()
-    watcher = asyncio.create_task(watch_loop(metrics, interval=0.02))
+    watcher = asyncio.create_task(watch_loop(metrics.loop_lag.observe, interval=0.02))
     try:
         await asyncio.sleep(0.1)
         calm = sample(metrics, "examserver_event_loop_lag_seconds_sum")
