@@ -38,6 +38,7 @@ from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
+from delivery_service.services.greeting import Greeter
 from delivery_service.services.group_sessions import SessionService
 from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
@@ -78,6 +79,7 @@ class Runtime:
     grading: GradingService
     classes: ClassService
     group_sessions: SessionService
+    greeter: Greeter
     integrity: IntegrityService
     metrics: Metrics
     ledger: Ledger
@@ -168,6 +170,9 @@ class Runtime:
             grading=GradingService(sessions=sessions, items=item_cache, attempts=attempts),
             classes=ClassService(sessions=sessions),
             group_sessions=group_sessions,
+            greeter=Greeter(
+                sessions=sessions, group_sessions=group_sessions, attempts=attempts, ledger=ledger
+            ),
             integrity=IntegrityService(
                 sessions=sessions, ledger=ledger, bus=bus, attempts=attempts
             ),

@@ -60,18 +60,16 @@ class AttemptConnection(LiveConnection):
             )
 
     async def on_open(self) -> None:
-        await self.subscribe(self.channel, self._on_event)
-        previous = await self.take_ownership(self.scope, self.channel)
-        recovered: bool | None = None
-        missed: list[Event] = []
+        """Subscribe (live events held until the state is sent: see LiveConnection.follow_all),
+        take ownership, then `auth_success`, the missed events, the state and the timer."""
         last = self.ws.query_params.get("last_event_id")
+        position = parse_event_id(last) if last else None
+        resume = {self.channel: position} if position is not None else {}
+        readings = await self.follow_all({self.channel: self._on_event}, resume)
+        previous = await self.take_ownership(self.scope, self.channel)
         await self.observe_connection(previous, attempt_id=self.attempt_id)
-        if last:
-            position = parse_event_id(last)
-            if position is not None:
-                recovered, missed = await self.rt.bus.replay(self.channel, *position)
-            else:
-                recovered = False
+        reading = readings[self.channel]
+        recovered = (reading.recovered if position is not None else False) if last else None
         user = UserOut(id=self.who.user_id, username=self.who.username, role=self.who.role)
         await self.send(
             p.AuthSuccess(
@@ -83,9 +81,10 @@ class AttemptConnection(LiveConnection):
                 )
             )
         )
-        for event in missed:
+        for event in reading.missed:
             self._on_event(event)
         await self._send_state()
+        self.release_held()
 
     async def on_close(self) -> None:
         await self.release_ownership(self.scope)

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,7 +36,7 @@ from delivery_service.api.errors import (
 )
 from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.domain.errors import DomainError
-from delivery_service.live.bus import Event
+from delivery_service.live.bus import Event, Listener, Reading
 from delivery_service.live.follower import Follower
 from delivery_service.logs import bind
 from delivery_service.services.security import Principal
@@ -166,6 +166,7 @@ class LiveConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions = contextlib.AsyncExitStack()
         self._subscribed: set[str] = set()
+        self._held: list[Follower] = []  # the greeting's followers, until `release_held`
 
     # ---- what subclasses provide ------------------------------------------------------------
 
@@ -319,6 +320,37 @@ class LiveConnection:
                             on_recovery=self._count_recovery)  # fmt: skip
         await self._subscriptions.enter_async_context(self.rt.bus.subscribe(channel, follower))
 
+    async def follow_all(
+        self, wanted: Mapping[str, Listener], resume: Mapping[str, tuple[str, int]]
+    ) -> dict[str, Reading]:
+        """The greeting's subscriptions: all channels subscribed in one command and confirmed,
+        then where each stands and what a resuming client missed (`resume`: channel ->
+        position) read in one round trip. Their live events wait until `release_held`, after
+        the greeting has sent the missed events and the state from the database."""
+        followers = {
+            channel: Follower(self.rt.bus, channel, listener, self.spawn, None,
+                              on_recovery=self._count_recovery, holding=True)
+            for channel, listener in wanted.items()
+            if channel not in self._subscribed
+        }  # fmt: skip
+        self._subscribed.update(followers)
+        self._held += followers.values()
+        pairs = list(followers.items())
+        await self._subscriptions.enter_async_context(self.rt.bus.subscribe_all(pairs))
+        readings = await self.rt.bus.read(
+            list(followers), {c: p for c, p in resume.items() if c in followers}
+        )
+        for channel, reading in readings.items():
+            # Held events up to here are in the state the greeting sends (or were missed and
+            # are sent before it): only later ones are delivered.
+            followers[channel].position = reading.position
+        return readings
+
+    def release_held(self) -> None:
+        held, self._held = self._held, []
+        for follower in held:
+            follower.release()
+
     def _count_recovery(self, replayed: bool) -> None:
         self.rt.metrics.resyncs.labels("replayed" if replayed else "snapshot").inc()
 
@@ -363,6 +395,19 @@ class LiveConnection:
             await self.rt.bus.publish(channel, "superseded", {"connection_id": previous})
         return previous
 
+    @property
+    def resumed(self) -> bool:
+        """The client came back with `last_event_id`: a reconnect, not a first connection."""
+        return bool(self.ws.query_params.get("last_event_id"))
+
+    def arrival(self) -> dict[str, Any]:
+        """What the integrity ledger records of this connection's opening."""
+        return {
+            "connection_id": self.id,
+            "worker": self.rt.worker_id,
+            "user_agent": self.ws.headers.get("user-agent", "")[:200],
+        }
+
     async def observe_connection(
         self,
         previous: str | None,
@@ -372,24 +417,36 @@ class LiveConnection:
     ) -> None:
         """The candidate's connection history for the integrity ledger: opened or resumed (with
         `last_event_id`), and which connection it superseded (another tab or device)."""
-        common = {"connection_id": self.id, "worker": self.rt.worker_id}
-        resumed = bool(self.ws.query_params.get("last_event_id"))
         await self.rt.integrity.observed(
-            type_=ev.RECONNECTED if resumed else ev.CONNECTION_OPENED,
+            type_=ev.RECONNECTED if self.resumed else ev.CONNECTION_OPENED,
             candidate_id=self.who.user_id,
             attempt_id=attempt_id,
             session_id=session_id,
             actor_id=self.who.user_id,
-            payload=common | {"user_agent": self.ws.headers.get("user-agent", "")[:200]},
+            payload=self.arrival(),
         )
-        if previous is not None:
-            await self.rt.integrity.observed(
-                type_=ev.SUPERSEDED,
-                candidate_id=self.who.user_id,
-                attempt_id=attempt_id,
-                session_id=session_id,
-                payload=common | {"superseded_connection_id": previous},
-            )
+        await self.observe_superseded(previous, attempt_id=attempt_id, session_id=session_id)
+
+    async def observe_superseded(
+        self,
+        previous: str | None,
+        *,
+        attempt_id: uuid.UUID | None,
+        session_id: uuid.UUID | None = None,
+    ) -> None:
+        if previous is None:
+            return
+        await self.rt.integrity.observed(
+            type_=ev.SUPERSEDED,
+            candidate_id=self.who.user_id,
+            attempt_id=attempt_id,
+            session_id=session_id,
+            payload={
+                "connection_id": self.id,
+                "worker": self.rt.worker_id,
+                "superseded_connection_id": previous,
+            },
+        )
 
     async def ensure_owner(self, scope: str) -> None:
         """Refresh presence; a socket that lost ownership (a missed pub/sub message) leaves now.

@@ -20,7 +20,7 @@ from delivery_service.api import protocol as p
 from delivery_service.api import session_protocol as sp
 from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
 from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
-from delivery_service.domain.errors import AttemptNotInProgress
+from delivery_service.domain.errors import AttemptNotInProgress, Conflict
 from delivery_service.live.bus import RESYNC, Event
 from delivery_service.live.keys import (
     attempt_channel,
@@ -29,6 +29,7 @@ from delivery_service.live.keys import (
     session_channel,
 )
 from delivery_service.schemas import Timer, UserOut
+from delivery_service.services.greeting import Arrival
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -76,18 +77,24 @@ class SessionConnection(LiveConnection):
         self.scope = f"s:{session_id}"
         self.is_proctor = False
         self.attempt_id: uuid.UUID | None = None
-        self._joined: Any = None
+        self._problem: Conflict | None = None
 
     # ---- admission and greeting -------------------------------------------------------------
 
     async def admit(self) -> None:
-        self.is_proctor = await self.rt.group_sessions.can_watch(self.who, self.session_id)
-        if not self.is_proctor and self.who.role != "student":
-            raise Rejected("forbidden", "not a proctor of this session", CLOSE_FORBIDDEN)
-        if not self.is_proctor and not self.seb_verified:
-            await self.rt.integrity.require_seb(
-                self.who, url=str(self.ws.url), headers=self.ws.headers, session_id=self.session_id
-            )
+        """Proctor or student, and for a student the join and the connection's ledger entry:
+        one transaction (services/greeting.py)."""
+        arrival = Arrival(
+            resumed=self.resumed,
+            payload=self.arrival(),
+            url=str(self.ws.url),
+            headers=self.ws.headers,
+            seb_verified=self.seb_verified,
+        )
+        admission = await self.rt.greeter.admit(self.who, self.session_id, arrival)
+        self.is_proctor = admission.proctor
+        self.attempt_id = admission.attempt_id
+        self._problem = admission.problem
 
     def channels(self) -> dict[str, str]:
         sid = str(self.session_id)
@@ -102,22 +109,27 @@ class SessionConnection(LiveConnection):
         return kinds
 
     async def on_open(self) -> None:
+        """Subscribe (live events held), read positions and missed events, take ownership,
+        then `connected`, the missed events, the state, and only then the held live events:
+        nothing the client is sent can be older than what came before it."""
+        channels = self.channels()
+        last = self.ws.query_params.get("last_event_id")
+        asked = parse_positions(last) if last else {}
+        resume = {channels[kind]: asked[kind] for kind in asked if kind in channels}
+        readings = await self.follow_all(
+            {channel: self._listener(kind) for kind, channel in channels.items()}, resume
+        )
         if not self.is_proctor:
-            # Join first, so the attempt channel is known before subscribing.
-            self._joined = await self.rt.group_sessions.join(self.who, self.session_id)
-            if self._joined.attempt_id is not None:
-                self.attempt_id = self._joined.attempt_id
-        for kind, channel in self.channels().items():
-            await self.subscribe(channel, self._listener(kind))
-        if not self.is_proctor:
-            previous = await self.take_ownership(self.scope, self.channels()["participant"])
-            await self.observe_connection(
+            previous = await self.take_ownership(self.scope, channels["participant"])
+            await self.observe_superseded(
                 previous, attempt_id=self.attempt_id, session_id=self.session_id
             )
-        recovered, missed = await self._replay()
+        recovered = None
+        if last:  # every channel the client named must have been replayed in full
+            recovered = bool(asked) and all(readings[c].recovered for c in resume)
         positions = {}
-        for kind, channel in self.channels().items():
-            epoch, offset = await self.rt.bus.start_position(channel)
+        for kind, channel in channels.items():
+            epoch, offset = readings[channel].position
             positions[kind] = f"{kind}:{epoch}:{offset}"
         user = UserOut(id=self.who.user_id, username=self.who.username, role=self.who.role)
         await self.send(
@@ -132,39 +144,22 @@ class SessionConnection(LiveConnection):
                 )
             )
         )
-        for kind, event in missed:
-            self._relay(kind, event)
+        for kind, channel in channels.items():
+            for event in readings[channel].missed:
+                self._relay(kind, event)
         await self._state_sync()
-        problem = self._joined.problem if self._joined else None
-        if problem is not None:
+        self.release_held()
+        if self._problem is not None:
+            problem = self._problem
             await self.error(problem.code, problem.message, details=problem.details)
 
-    async def _replay(self) -> tuple[bool | None, list[tuple[str, Event]]]:
-        last = self.ws.query_params.get("last_event_id")
-        if not last:
-            return None, []
-        positions = parse_positions(last)
-        recovered = bool(positions)
-        missed: list[tuple[str, Event]] = []
-        for kind, channel in self.channels().items():
-            if kind not in positions:
-                continue
-            ok, events = await self.rt.bus.replay(channel, *positions[kind])
-            recovered = recovered and ok
-            missed += [(kind, e) for e in events]
-        return recovered, missed
-
     async def _state_sync(self, re: str | None = None) -> None:
-        svc = self.rt.group_sessions
-        session = await svc.get(self.who, self.session_id)
-        if self.is_proctor:
-            grid = await svc.participants(self.who, self.session_id)
-            data = sp.StateSyncData(session=session, participants=grid)
-        else:
-            attempt = (
-                await self.rt.attempts.get(self.who, self.attempt_id) if self.attempt_id else None
-            )
-            data = sp.StateSyncData(session=session, attempt=attempt)
+        state = await self.rt.greeter.state(
+            self.who, self.session_id, proctor=self.is_proctor, attempt_id=self.attempt_id
+        )
+        data = sp.StateSyncData(
+            session=state.session, attempt=state.attempt, participants=state.participants
+        )
         await self.send(sp.StateSyncResponse(re=re, data=data))
 
     async def on_close(self) -> None:

@@ -6,6 +6,12 @@ Redis stream, everything after the last event it delivered, in order and once ea
 that arrive during the replay wait behind it). Only when the stream cannot fill the gap (the epoch
 changed because Redis lost its data, or the stream was trimmed past it) is RESYNC passed on, and
 the listener falls back to a snapshot from the database.
+
+A socket's greeting holds its followers too (`holding=True`): it subscribes, reads where each
+channel stands, sends what the client missed and then the state from the database, and only then
+`release`s them, so a live event never reaches the client before an older state that would
+overwrite it. Held events at or before the position the greeting read are in that state already
+and are dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class Follower:
         spawn: Callable[[Awaitable[Any]], None],
         position: tuple[str, int] | None,
         on_recovery: Callable[[bool], None] | None = None,
+        *,
+        holding: bool = False,
     ) -> None:
         self._bus = bus
         self._channel = channel
@@ -43,8 +51,18 @@ class Follower:
         self.position = position  # (epoch, offset) of the last event delivered, or the start
         self._held: list[Event] | None = None  # live events waiting behind a replay
         self._again = False  # another outage while replaying: replay once more after
+        self._holding: list[Event] | None = [] if holding else None  # until `release`
+
+    def release(self) -> None:
+        """Deliver what arrived while holding (RESYNC included), and everything after it."""
+        held, self._holding = self._holding or [], None
+        for event in held:
+            self(event)
 
     def __call__(self, event: Event) -> None:
+        if self._holding is not None:
+            self._holding.append(event)
+            return
         if event.type == RESYNC:
             if self._held is None:
                 self._held = []

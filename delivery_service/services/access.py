@@ -24,10 +24,22 @@ async def enrolled(s: AsyncSession, user_id: uuid.UUID, class_id: uuid.UUID) -> 
     return await s.get(ClassStudent, (class_id, user_id)) is not None
 
 
+def manages(principal: Principal, *, teaches_class: bool) -> bool:
+    """The rule itself, for a caller that read whether the principal teaches the class."""
+    return principal.role == "admin" or (principal.role == "teacher" and teaches_class)
+
+
+def sees(principal: Principal, *, teaches_class: bool, enrolled_in_class: bool) -> bool:
+    return manages(principal, teaches_class=teaches_class) or (
+        principal.role == "student" and enrolled_in_class
+    )
+
+
 async def can_manage(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
-    if principal.role == "admin":
-        return True
-    return principal.role == "teacher" and await teaches(s, principal.user_id, class_id)
+    teacher = principal.role == "teacher"
+    return manages(
+        principal, teaches_class=teacher and await teaches(s, principal.user_id, class_id)
+    )
 
 
 async def can_see(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
@@ -44,7 +56,7 @@ async def class_for(
     klass = await s.scalar(stmt.with_for_update() if lock else stmt)
     if klass is None:
         raise NotFound("class", class_id)
-    _require_visible(await can_see(s, principal, class_id), principal, "class", class_id)
+    require_visible(await can_see(s, principal, class_id), principal, "class", class_id)
     if manage and not await can_manage(s, principal, class_id):
         raise Forbidden("only the class's teachers or an admin can do this")
     return klass
@@ -66,15 +78,13 @@ async def session_for(
     session = await s.scalar(stmt.with_for_update() if lock else stmt)
     if session is None:
         raise NotFound("session", session_id)
-    _require_visible(
-        await can_see(s, principal, session.class_id), principal, "session", session_id
-    )
+    require_visible(await can_see(s, principal, session.class_id), principal, "session", session_id)
     if manage and not await can_manage(s, principal, session.class_id):
         raise Forbidden("only the class's teachers or an admin can manage this session")
     return session
 
 
-def _require_visible(visible: bool, principal: Principal, what: str, ident: uuid.UUID) -> None:
+def require_visible(visible: bool, principal: Principal, what: str, ident: uuid.UUID) -> None:
     """Staff of other classes are told no (403); students are not told it exists (404)."""
     if visible:
         return

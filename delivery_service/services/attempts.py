@@ -313,8 +313,15 @@ class AttemptService:
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
         async with self._sessions() as s, s.begin():
-            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
-            return await self._view(s, loaded.attempt, loaded.test, loaded.now, principal)
+            return await self.view_in(s, principal, attempt_id)
+
+    async def view_in(
+        self, s: AsyncSession, principal: Principal, attempt_id: uuid.UUID
+    ) -> AttemptView:
+        """The attempt as `principal` may see it, read inside the caller's transaction (a
+        socket's state sync reads it beside the session)."""
+        loaded = await self._load(s, attempt_id, principal, "read", lock=False)
+        return await self._view(s, loaded.attempt, loaded.test, loaded.now, principal)
 
     async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
         async with self._sessions() as s, s.begin():

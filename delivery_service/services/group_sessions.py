@@ -114,7 +114,7 @@ class SessionService:
             )
             s.add(session)
             await s.flush()
-            return await self._out(s, session)
+            return await self.session_out(s, session)
 
     async def list_sessions(self, principal: Principal) -> list[SessionOut]:
         """Admins: all; teachers: their classes'; students: their classes' (as my-sessions)."""
@@ -128,11 +128,13 @@ class SessionService:
                 stmt = stmt.join(
                     ClassStudent, ClassStudent.class_id == GroupSession.class_id
                 ).where(ClassStudent.user_id == principal.user_id)
-            return [await self._out(s, row) for row in await s.scalars(stmt)]
+            return [await self.session_out(s, row) for row in await s.scalars(stmt)]
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> SessionOut:
         async with self._sessions() as s:
-            return await self._out(s, await session_for(s, principal, session_id, manage=False))
+            return await self.session_out(
+                s, await session_for(s, principal, session_id, manage=False)
+            )
 
     async def can_watch(self, principal: Principal, session_id: uuid.UUID) -> bool:
         async with self._sessions() as s:
@@ -149,7 +151,7 @@ class SessionService:
                 now = await db_now(s)
                 session.updated_at = now
                 await s.flush()
-                out = await self._out(s, session)
+                out = await self.session_out(s, session)
             await self._broadcast_status(out, now, "waiting_room_opened")
             return out
 
@@ -191,9 +193,9 @@ class SessionService:
                             "deadline": iso(attempt.deadline),
                         }
                 await s.flush()
-                out = await self._out(s, session)
+                out = await self.session_out(s, session)
                 self._schedule_session_end(work, session)
-            await self._run(work)
+            await self.run_after(work)
             data = {
                 "session_id": str(session_id),
                 "started_at": iso(now),
@@ -222,8 +224,8 @@ class SessionService:
                     s, principal, "session_force_completed", session, now, reason
                 )
                 await s.flush()
-                out = await self._out(s, session)
-            await self._run(work)
+                out = await self.session_out(s, session)
+            await self.run_after(work)
             await self._announce_completed(out, now)
             return out
 
@@ -236,7 +238,7 @@ class SessionService:
                 session.updated_at = now
                 await self._staff_action(s, principal, "session_cancelled", session, now, None)
                 await s.flush()
-                out = await self._out(s, session)
+                out = await self.session_out(s, session)
             await self._broadcast_status(out, now, None)
             return out
 
@@ -296,9 +298,9 @@ class SessionService:
                     completed = False
                 else:
                     await self._finish_session(s, session, now, work)
-                    out = await self._out(s, session)
+                    out = await self.session_out(s, session)
                     completed = True
-            await self._run(work)
+            await self.run_after(work)
             if completed:
                 await self._announce_completed(out, now)
             return completed
@@ -323,52 +325,78 @@ class SessionService:
                 session = await session_for(s, principal, session_id, manage=False)
                 if principal.role != "student":
                     raise Forbidden("only students join a session")
-                key = (session_id, principal.user_id)
-                participant = await s.get(Participant, key)
-                if not (session.state == "in_progress" and participant and participant.attempt_id):
-                    # A join that may write (the first one, one that may open an attempt) does
-                    # so under the session's row lock, so that a start at the same moment and
-                    # this join agree on who has an attempt. Coming back to a running attempt
-                    # writes nothing and takes no lock: a reconnect storm queued on it.
-                    session = await session_for(s, principal, session_id, manage=False, lock=True)
-                    participant = await s.get(Participant, key, populate_existing=True)
+                participant = await s.get(Participant, (session_id, principal.user_id))
                 now = await db_now(s)
-                await self._presence.touch(str(session_id), str(principal.user_id), now)
-                problem: Conflict | None = None
+                attempt_id, problem = await self.join_in(
+                    s, principal, session, participant, now, work
+                )
+                out = await self.session_out(s, session)
+            await self.run_after(work)
+            await self.announce_join(principal, session_id, attempt_id, now)
+            return Joined(out, attempt_id, problem)
+
+    async def join_in(
+        self,
+        s: AsyncSession,
+        principal: Principal,
+        session: GroupSession,
+        participant: Participant | None,
+        now: datetime,
+        work: Work,
+    ) -> tuple[uuid.UUID | None, Conflict | None]:
+        """The join's decision, inside the caller's transaction (a socket's greeting makes it
+        beside its other reads): the student's attempt id, or why they cannot have one yet.
+        The caller has checked the student may see the session. Run `work` after the commit."""
+        if not (session.state == "in_progress" and participant and participant.attempt_id):
+            # A join that may write (the first one, one that may open an attempt) does so under
+            # the session's row lock, so that a start at the same moment and this join agree on
+            # who has an attempt. Coming back to a running attempt writes nothing and takes no
+            # lock: a reconnect storm queued on it.
+            session = await session_for(s, principal, session.id, manage=False, lock=True)
+            key = (session.id, principal.user_id)
+            participant = await s.get(Participant, key, populate_existing=True)
+        await self._presence.touch(str(session.id), str(principal.user_id), now)
+        problem: Conflict | None = None
+        try:
+            rules.require_joinable(session.state)
+        except Conflict as exc:
+            problem = exc
+        else:
+            participant = await self._participant(s, session.id, principal.user_id)
+            if participant.first_joined_at is None:
+                participant.first_joined_at = now
+            if session.state == "in_progress" and participant.attempt_id is None:
+                test = await self._test(s, session)
                 try:
-                    rules.require_joinable(session.state)
+                    await self._open_attempt(s, session, test, principal.user_id, now, work)
                 except Conflict as exc:
                     problem = exc
-                else:
-                    participant = await self._participant(s, session_id, principal.user_id)
-                    if participant.first_joined_at is None:
-                        participant.first_joined_at = now
-                    if session.state == "in_progress" and participant.attempt_id is None:
-                        test = await self._test(s, session)
-                        try:
-                            await self._open_attempt(s, session, test, principal.user_id, now, work)
-                        except Conflict as exc:
-                            problem = exc
-                await s.flush()
-                out = await self._out(s, session)
-                attempt_id = participant.attempt_id if participant else None
-            await self._run(work)
-            connected = await self._presence.count(str(session_id), now)
-            await run_safely(
-                self._bus.publish(
-                    proctor_channel(str(session_id)),
-                    "participant_joined",
-                    {
-                        "session_id": str(session_id),
-                        "student_id": str(principal.user_id),
-                        "username": principal.username,
-                        "connected_count": connected,
-                        "attempt_id": str(attempt_id) if attempt_id else None,
-                        "at": iso(now),
-                    },
-                )
+        await s.flush()
+        return (participant.attempt_id if participant else None), problem
+
+    async def announce_join(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        attempt_id: uuid.UUID | None,
+        now: datetime,
+    ) -> None:
+        """Tell the proctors a student is here, with how many are (after the join committed)."""
+        connected = await self._presence.count(str(session_id), now)
+        await run_safely(
+            self._bus.publish(
+                proctor_channel(str(session_id)),
+                "participant_joined",
+                {
+                    "session_id": str(session_id),
+                    "student_id": str(principal.user_id),
+                    "username": principal.username,
+                    "connected_count": connected,
+                    "attempt_id": str(attempt_id) if attempt_id else None,
+                    "at": iso(now),
+                },
             )
-            return Joined(out, attempt_id, problem)
+        )
 
     async def heartbeat(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
         if principal.role == "student":
@@ -450,7 +478,7 @@ class SessionService:
                     subject=student_id, attempt=participant.attempt_id,
                 )  # fmt: skip
                 await s.flush()
-            await self._run(work)
+            await self.run_after(work)
             data = {
                 "student_id": str(student_id),
                 "extra_seconds": spec.extra_seconds,
@@ -785,7 +813,8 @@ class SessionService:
         member, due = SESSION_MEMBER + str(session.id), session.ends_at + self._grace
         work.after.append(lambda: self._timers.schedule_due(member, due))
 
-    async def _run(self, work: Work) -> None:
+    async def run_after(self, work: Work) -> None:
+        """What a committed decision left to do (timers, events), each failure logged."""
         for action in work.after:
             await run_safely(action())
         for loaded in work.loaded:
@@ -842,7 +871,7 @@ class SessionService:
         await self._ledger.append(s, entry, now)
 
     @staticmethod
-    async def _out(s: AsyncSession, session: GroupSession) -> SessionOut:
+    async def session_out(s: AsyncSession, session: GroupSession) -> SessionOut:
         klass = await s.get(Class, session.class_id)
         test = await s.get(Test, session.test_id)
         if klass is None or test is None:  # pragma: no cover - foreign keys guarantee them

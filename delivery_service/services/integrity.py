@@ -407,9 +407,8 @@ class IntegrityService:
             attempt_id=attempt_id,
             session_id=session_id,
             actor_id=principal.user_id,
-            payload={"code": result.code, "url": seb.strip_fragment(url).split("?", 1)[0],
-                     "test_id": str(test_id)},
-        )  # fmt: skip
+            payload=seb_failure(result, url, test_id),
+        )
         raise SebRequired(result.code, result.message)
 
     # ---- server-observed events ----------------------------------------------------------------
@@ -664,6 +663,16 @@ async def _names(s: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
         return {}
     rows = await s.execute(select(User.id, User.username).where(User.id.in_(ids)))
     return {ident: name for ident, name in rows}
+
+
+def seb_failure(result: seb.SebCheck, url: str, test_id: uuid.UUID) -> dict[str, Any]:
+    """The ledger payload of a refused Safe Exam Browser check: which check, on which page
+    (without its query, which may carry a ticket), for which test."""
+    return {
+        "code": result.code,
+        "url": seb.strip_fragment(url).split("?", 1)[0],
+        "test_id": str(test_id),
+    }
 
 
 def _event_out(row: LedgerEvent, names: dict[uuid.UUID, str] | None = None) -> dict[str, Any]:

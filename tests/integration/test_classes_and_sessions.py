@@ -541,6 +541,79 @@ async def test_a_proctor_who_reconnects_gets_exactly_what_they_missed(world: Wor
             assert (await old.until("connected"))["data"]["recovered"] is False
 
 
+async def _resuming_student(world: World) -> tuple[str, str]:
+    """A student in a running session who saw one notice and left, and a notice they missed:
+    (session id, the `last_event_id` they come back with)."""
+    _, sid = await scheduled(world, "student1")
+    await world.teacher.post(f"/sessions/{sid}/start-waiting")
+    async with await session_socket(world.student, sid) as student:
+        hello = await student.until("connected")
+        latest = dict(hello["data"]["positions"])
+        await student.until("state_sync_response")
+        await world.teacher.post(f"/sessions/{sid}/start")
+        await student.until("session_started")
+        for message in student.seen:
+            if message.get("seq"):
+                latest[message["seq"].split(":")[0]] = message["seq"]
+    await world.teacher.post(f"/sessions/{sid}/notices", {"message": "missed"}, expect=201)
+    return sid, ",".join(latest.values())
+
+
+def _notices_and_state(messages: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+    """The notices (message, offset) and the state syncs ("state", None), in order received."""
+    return [
+        ("state", None) if m["type"] == "state_sync_response"
+        else (m["data"]["message"], int(m["seq"].rsplit(":", 1)[1]))
+        for m in messages
+        if m["type"] in ("notice", "state_sync_response")
+    ]  # fmt: skip
+
+
+async def test_an_event_during_the_greeting_comes_after_the_state_it_is_newer_than(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice published while the greeting reads the state from the database is sent after
+    that state (sent before it, the older state would come last), missed events before it."""
+    sid, resume = await _resuming_student(world)
+    runtime = world.served.runtime
+    read_state = runtime.greeter.state
+
+    async def state_with_a_notice_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        await runtime.bus.publish(f"session:{sid}", "notice", {"message": "meanwhile"})
+        return await read_state(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.greeter, "state", state_with_a_notice_meanwhile)
+    async with await session_socket(world.student, sid, last_event_id=resume) as student:
+        assert (await student.until("connected"))["data"]["recovered"] is True
+        await student.until("state_sync_response")
+        await student.until("notice")
+    (missed, first), state, meanwhile = _notices_and_state(student.seen)
+    assert (missed, state, meanwhile) == ("missed", ("state", None), ("meanwhile", first + 1))
+
+
+async def test_an_event_while_positions_are_read_arrives_once_and_in_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice published just as the greeting reads its channels' positions reaches the
+    socket twice (live, and in the stream): the student gets it once, after the one they
+    missed, and before the state."""
+    sid, resume = await _resuming_student(world)
+    runtime = world.served.runtime
+    read_positions = runtime.bus.read
+
+    async def read_with_a_notice_first(*args: Any, **kwargs: Any) -> Any:
+        await runtime.bus.publish(f"session:{sid}", "notice", {"message": "meanwhile"})
+        return await read_positions(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.bus, "read", read_with_a_notice_first)
+    async with await session_socket(world.student, sid, last_event_id=resume) as student:
+        await student.until("state_sync_response")
+        await student.send("ping", {"client_time": 0})  # its reply comes after anything held
+        await student.until("timer")
+    (missed, first), meanwhile, state = _notices_and_state(student.seen)
+    assert (missed, meanwhile, state) == ("missed", ("meanwhile", first + 1), ("state", None))
+
+
 async def test_monitoring_events_resent_with_the_same_id_are_stored_once(world: World) -> None:
     _, sid = await scheduled(world, "student1")
     await world.teacher.post(f"/sessions/{sid}/start-waiting")

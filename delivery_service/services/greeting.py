@@ -1,0 +1,227 @@
+"""Greeting a session socket: what its first messages need, in two short transactions.
+
+A reconnect storm is this work times the number of candidates, so it reads and writes in as few
+statements as the rules allow. `admit` decides whether the socket may stay, in one transaction:
+who may see the session (one statement reads the session, its test, the student's place in it,
+whether they teach or are enrolled, and the database clock), the Safe Exam Browser check, the
+join, and the connection's entry in the integrity ledger. `state` reads what the client is sent
+after its missed events (the session, and the student's attempt or the proctor's grid), in
+another; the socket calls it only once it has subscribed and read its channels' positions, so no
+event can fall between that state and the events that follow it (api/live_socket.py).
+
+Before this module a greeting took eleven transactions (admission, SEB, join, ledger, state
+sync, each with its own connection check-out); docs/performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
+
+from delivery_service.domain.errors import Conflict, NotFound, SebRequired
+from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
+from delivery_service.services.access import manages, require_visible, sees
+from delivery_service.services.attempts import AttemptService
+from delivery_service.services.group_sessions import SessionService, Work
+from delivery_service.services.integrity import seb_failure
+from delivery_service.services.security import Principal
+from delivery_service.storage.database import clock_column, clock_value
+from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
+from delivery_service.storage.models import (
+    Class,
+    ClassStudent,
+    ClassTeacher,
+    GroupSession,
+    Participant,
+    Test,
+)
+from integrity import events as ev
+from integrity import seb
+from integrity.policy import policy_of
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the server saw of a connecting student: for the ledger, and for the SEB check
+    (skipped when the ticket was issued to a request that passed it)."""
+
+    resumed: bool
+    payload: Mapping[str, Any]
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    seb_verified: bool = False
+
+
+@dataclass(frozen=True)
+class Admission:
+    proctor: bool
+    attempt_id: uuid.UUID | None = None
+    problem: Conflict | None = None  # admitted, but told why there is no attempt (yet)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    session: SessionOut
+    attempt: AttemptView | None = None
+    participants: list[ParticipantView] | None = None
+
+
+class Greeter:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        group_sessions: SessionService,
+        attempts: AttemptService,
+        ledger: Ledger,
+    ) -> None:
+        self._sessions = sessions
+        self._group = group_sessions
+        self._attempts = attempts
+        self._ledger = ledger
+
+    async def admit(
+        self, principal: Principal, session_id: uuid.UUID, arrival: Arrival
+    ) -> Admission:
+        """Proctors (the class's teachers, admins) are admitted as such; enrolled students join,
+        with their connection recorded on their attempt's chain (or their place's, before they
+        have one). Anyone else: NotFound (students) or Forbidden (staff), as for REST."""
+        work = Work()
+        refused: seb.SebCheck | None = None
+        attempt_id: uuid.UUID | None = None
+        problem: Conflict | None = None
+        async with self._sessions() as s:
+            async with s.begin():
+                session, test, participant, now, teaching = await self._read(
+                    s, principal, session_id
+                )
+                if teaching:
+                    return Admission(proctor=True)
+                if not arrival.seb_verified:
+                    check = seb.check(policy_of(test.lockdown), arrival.url, arrival.headers)
+                    if not check.ok:
+                        refused = check
+                        await self._append(
+                            s, principal, session_id, None, ev.SEB_CHECK_FAILED,
+                            seb_failure(check, arrival.url, test.id), now,
+                        )  # fmt: skip
+                if refused is None:
+                    attempt_id, problem = await self._group.join_in(
+                        s, principal, session, participant, now, work
+                    )
+                    kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
+                    await self._append(
+                        s, principal, session_id, attempt_id, kind, arrival.payload, now
+                    )
+        if refused is not None:  # the refusal is on the ledger: committed, then refused
+            raise SebRequired(refused.code, refused.message)
+        await self._group.run_after(work)
+        await self._group.announce_join(principal, session_id, attempt_id, now)
+        return Admission(proctor=False, attempt_id=attempt_id, problem=problem)
+
+    async def state(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        *,
+        proctor: bool,
+        attempt_id: uuid.UUID | None,
+    ) -> SessionState:
+        """The session, and the student's attempt (one transaction) or the proctor's grid."""
+        if proctor:
+            summary = await self._group.get(principal, session_id)
+            grid = await self._group.participants(principal, session_id)
+            return SessionState(summary, participants=grid)
+        async with self._sessions() as s, s.begin():
+            row, *_ = await self._read(s, principal, session_id)
+            out = await self._group.session_out(s, row)  # its class and test are loaded
+            attempt = await self._attempts.view_in(s, principal, attempt_id) if attempt_id else None
+        return SessionState(out, attempt)
+
+    async def _read(
+        self, s: AsyncSession, principal: Principal, session_id: uuid.UUID
+    ) -> tuple[GroupSession, Test, Participant | None, datetime, bool]:
+        """The session with its class and test, the student's place, the clock, and whether
+        the principal may see it (refused as REST refuses) and manages it."""
+        dialect = s.get_bind().dialect.name
+        found = (
+            await s.execute(
+                _statement(dialect), {"session_id": session_id, "user_id": principal.user_id}
+            )
+        ).one_or_none()
+        if found is None:
+            raise NotFound("session", session_id)
+        session, _klass, test, participant, teaches, enrolled, raw_now = found
+        visible = sees(principal, teaches_class=teaches, enrolled_in_class=enrolled)
+        require_visible(visible, principal, "session", session_id)
+        manager = manages(principal, teaches_class=teaches)
+        return session, test, participant, clock_value(dialect, raw_now), manager
+
+    async def _append(
+        self,
+        s: AsyncSession,
+        principal: Principal,
+        session_id: uuid.UUID,
+        attempt_id: uuid.UUID | None,
+        type_: str,
+        payload: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """What the server saw, on the attempt's chain, or the student's place's before they
+        have an attempt (as IntegrityService.observed chooses)."""
+        chain = attempt_chain(attempt_id) if attempt_id else participant_chain(
+            session_id, principal.user_id
+        )  # fmt: skip
+        entry = Entry(
+            chain=chain,
+            type=type_,
+            source="server",
+            actor_id=principal.user_id,
+            candidate_id=principal.user_id,
+            attempt_id=attempt_id,
+            session_id=session_id,
+            payload=payload,
+        )
+        await self._ledger.append(s, entry, now)
+
+
+def _statement(dialect: str) -> Select[Any]:
+    statement = _STATEMENTS.get(dialect)
+    if statement is None:
+        user: BindParameter[uuid.UUID] = bindparam("user_id")
+        teaches = exists().where(
+            ClassTeacher.class_id == GroupSession.class_id, ClassTeacher.user_id == user
+        )
+        enrolled = exists().where(
+            ClassStudent.class_id == GroupSession.class_id, ClassStudent.user_id == user
+        )
+        place = and_(Participant.session_id == GroupSession.id, Participant.user_id == user)
+        statement = _STATEMENTS[dialect] = (
+            select(
+                GroupSession,
+                Class,
+                Test,
+                Participant,
+                teaches.label("teaches"),
+                enrolled.label("enrolled"),
+                clock_column(dialect),
+            )
+            .join(Class, Class.id == GroupSession.class_id)
+            .join(Test, Test.id == GroupSession.test_id)
+            .outerjoin(Participant, place)
+            .where(GroupSession.id == bindparam("session_id"))
+            .execution_options(populate_existing=True)
+        )
+    return statement
+
+
+# Built once per dialect (the clock column differs): every greeting runs it, twice.
+_STATEMENTS: dict[str, Select[Any]] = {}
