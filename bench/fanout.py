@@ -48,6 +48,7 @@ import numpy as np
 import websockets
 
 from bench import load
+from bench.procstat import cpu_seconds
 from delivery_service.cluster import LocalCluster, free_port
 
 Publish = Callable[[int, str], Coroutine[Any, Any, None]]  # (room, message id)
@@ -271,16 +272,6 @@ async def socketio_baseline(args: argparse.Namespace, sent: dict[str, float]) ->
 # ---- the ramp ----
 
 
-def cpu_seconds(processes: list[Any]) -> float:
-    """User + system CPU of the server side (workers and nginx), from /proc."""
-    total = 0
-    for process in processes:
-        with contextlib.suppress(OSError, AttributeError):
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 async def ramp(
     name: str,
     receivers: list[Receiver],
@@ -296,7 +287,7 @@ async def ramp(
     pending: set[asyncio.Task[None]] = set()
     while len(steps) < args.max_steps:
         step_ids: list[str] = []
-        cpu, began = cpu_seconds(pids), time.perf_counter()
+        cpu, began = cpu_seconds(p.pid for p in pids), time.perf_counter()
         tick = 1 / rate
         n = 0
         while (due := began + n * tick) < began + args.step:
@@ -310,7 +301,7 @@ async def ramp(
             n += 1
         elapsed = time.perf_counter() - began
         await asyncio.sleep(args.drain)
-        cpu = cpu_seconds(pids) - cpu
+        cpu = cpu_seconds(p.pid for p in pids) - cpu
         rooms = {m: int(m.rsplit("-", 1)[1]) % args.proctors for m in step_ids}
         wanted = set(step_ids)
         latencies = [x for r in receivers for m, x in r.latency.items() if m in wanted]

@@ -26,21 +26,13 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
 from bench.load import RESULTS, Candidate, seeded_cluster, start_sessions, tune_harness_gc
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+from bench.procstat import cpu_seconds
 
 
 @dataclass
@@ -82,7 +74,7 @@ class Probe:
         info = await self._redis.info("stats")
         return Counters(
             time.perf_counter(),
-            cpu_seconds(self.pid),
+            cpu_seconds([self.pid]),
             int(transactions) - 1,  # this reading's own
             int(info["total_commands_processed"]) - 1,  # INFO itself
         )
@@ -121,7 +113,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     probe = Probe(cluster.processes[port].pid, *_urls(world))
     stop = asyncio.Event()
     base = f"ws://127.0.0.1:{port}"
-    candidates = [Candidate(who, sid, world.tokens.issue(who), base) for who, sid in world.candidates]
+    candidates = [
+        Candidate(who, sid, world.tokens.issue(who), base) for who, sid in world.candidates
+    ]
     tasks = [asyncio.create_task(c.live(stop)) for c in candidates]
     rounds: list[dict[str, Any]] = []
     try:

@@ -40,6 +40,7 @@ import numpy as np
 import websockets
 from sqlalchemy import func, select
 
+from bench.procstat import cores_used, cpu_by_group
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
 from delivery_service.loop_watch import tune_gc, watch_loop
@@ -205,6 +206,7 @@ class Candidate:
     recovered: bool | None = None
     ws: Any = None
     reconnects: int = 0
+    synced_at: float = 0.0  # when the last state sync arrived
 
     def url(self) -> str:
         query = ""
@@ -262,6 +264,7 @@ class Candidate:
                 if attempt:
                     self.attempt_id = attempt["id"]
                     self.started.set()
+                self.synced_at = time.perf_counter()
                 self.synced.set()
             elif kind == "session_started":
                 if data.get("attempt_id"):
@@ -478,7 +481,8 @@ def phase(name: str, since: float) -> float:
     return now
 
 
-async def steady(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def steady(world: World, cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    base = f"ws://127.0.0.1:{cluster.port}"
     stop = asyncio.Event()
     lag: list[float] = []  # the harness's own lateness: its latencies include it
     lag_watch = asyncio.create_task(watch_loop(lag.append))
@@ -567,24 +571,30 @@ async def blip(kind: str, url: str) -> dict[str, Any]:
     return done
 
 
-async def storm(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def storm(world: World, cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     """Everyone drops at once and comes back within 5 s: time until each is resynced, and how
     many resumed from the Redis streams (`recovered: true`) rather than a database snapshot."""
+    base = f"ws://127.0.0.1:{cluster.port}"
     stop = asyncio.Event()
     candidates, proctors, tasks = await connect_all(world, base, stop, args.connect_rate)
     await start_sessions(world, base, candidates)
     halt = asyncio.Event()
     load = asyncio.create_task(answering(candidates, args.interval, halt))
     await asyncio.sleep(args.warmup)
-    dropped = time.perf_counter()
+    workers = {process.pid: "workers" for process in cluster.processes.values()}
+    workers[os.getpid()] = "harness"
+    cpu_before, dropped = cpu_by_group(workers), time.perf_counter()
     for c in candidates:
         c.synced.clear()
         c.recovered = None
-        if c.ws is not None:
-            await c.ws.close()  # the client side drops; live() reconnects within 5 s
+    # Everyone at once: closing them one awaited close handshake at a time spread the "drop"
+    # over seconds, which the figure then counted. live() reconnects each within 5 s.
+    await asyncio.gather(*(c.ws.close() for c in candidates if c.ws is not None))
     async with asyncio.timeout(300):
         await asyncio.gather(*(c.synced.wait() for c in candidates))
     back = time.perf_counter() - dropped
+    cores = cores_used(cpu_before, cpu_by_group(workers), back)
+    came_back = [c.synced_at - dropped for c in candidates]
     await asyncio.sleep(5)
     halt.set()
     await load
@@ -593,7 +603,11 @@ async def storm(world: World, base: str, args: argparse.Namespace) -> dict[str, 
     result["storm"] = {
         "candidates": len(candidates),
         "all_resynced_s": round(back, 2),
+        "resynced_by_s": {  # seconds after the drop until this share of candidates was back
+            f"p{q}": round(float(np.percentile(came_back, q)), 2) for q in (50, 90, 99)
+        },
         "recovered_from_streams": sum(1 for c in candidates if c.recovered is True),
+        "cores_used": cores,  # by process group, from the drop until all were back
     }
     stop.set()
     for t in tasks:
@@ -602,7 +616,7 @@ async def storm(world: World, base: str, args: argparse.Namespace) -> dict[str, 
     return result
 
 
-async def expiry(world: World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def expiry(world: World, cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     """N running attempts whose deadlines fall in the same second: how long until every one is
     expired by the workers' sweepers (they learn the deadlines by reconciling with the
     database, as after a Redis loss)."""
@@ -738,7 +752,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         began = datetime.now(UTC)
-        result = await SCENARIOS[args.scenario](world, f"ws://127.0.0.1:{cluster.port}", args)
+        result = await SCENARIOS[args.scenario](world, cluster, args)
     finally:
         await asyncio.to_thread(cluster.stop)
     return {

@@ -25,9 +25,13 @@ from typing import Any
 import numpy as np
 
 from bench import load
+from delivery_service.cluster import LocalCluster
 
 
-async def peak(world: load.World, base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def peak(
+    world: load.World, cluster: LocalCluster, args: argparse.Namespace
+) -> dict[str, Any]:
+    base = f"ws://127.0.0.1:{cluster.port}"
     stop = asyncio.Event()
     candidates, proctors, tasks = await load.connect_all(world, base, stop, args.connect_rate)
     await load.start_sessions(world, base, candidates)
