@@ -40,7 +40,7 @@ import numpy as np
 import websockets
 from sqlalchemy import func, select
 
-from bench.procstat import cores_used, cpu_by_group
+from bench.procstat import cores_used, cpu_by_process
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
 from delivery_service.loop_watch import tune_gc, watch_loop
@@ -583,7 +583,7 @@ async def storm(world: World, cluster: LocalCluster, args: argparse.Namespace) -
     await asyncio.sleep(args.warmup)
     workers = {process.pid: "workers" for process in cluster.processes.values()}
     workers[os.getpid()] = "harness"
-    cpu_before, dropped = cpu_by_group(workers), time.perf_counter()
+    cpu_before, dropped = cpu_by_process(), time.perf_counter()
     for c in candidates:
         c.synced.clear()
         c.recovered = None
@@ -593,7 +593,7 @@ async def storm(world: World, cluster: LocalCluster, args: argparse.Namespace) -
     async with asyncio.timeout(300):
         await asyncio.gather(*(c.synced.wait() for c in candidates))
     back = time.perf_counter() - dropped
-    cores = cores_used(cpu_before, cpu_by_group(workers), back)
+    cores = cores_used(cpu_before, cpu_by_process(), back, workers)
     came_back = [c.synced_at - dropped for c in candidates]
     await asyncio.sleep(5)
     halt.set()

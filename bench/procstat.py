@@ -30,17 +30,28 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return sum(stat[1] for pid in pids if (stat := _stat(pid)) is not None)
 
 
-def cpu_by_group(named: Mapping[int, str]) -> Counter[str]:
-    """CPU seconds of every process so far, by group: the pids in `named` under their given
-    name, the rest under their command name (postgres, redis-server, nginx, ...)."""
-    tally: Counter[str] = Counter()
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every live process: pid -> (command name, CPU seconds so far)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            tally[named.get(int(entry.name), stat[0])] += stat[1]
-    return tally
+            found[int(entry.name)] = stat
+    return found
 
 
-def cores_used(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
-    """Cores each group kept busy between two tallies (the main ones, largest first)."""
-    used = {k: (after[k] - before.get(k, 0.0)) / seconds for k in after}
-    return {k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+def cores_used(
+    before: Mapping[int, tuple[str, float]],
+    after: Mapping[int, tuple[str, float]],
+    seconds: float,
+    named: Mapping[int, str],
+) -> dict[str, float]:
+    """Cores each group kept busy between two readings, largest first: the pids in `named`
+    under their given name, the rest by command name (postgres, redis-server, nginx, ...).
+    Differenced per process, so one that exits in between takes only its own time along
+    (summed by name first, a backend that exited subtracted its whole life)."""
+    used: Counter[str] = Counter()
+    for pid, (name, cpu) in after.items():
+        earlier = before.get(pid)
+        start = earlier[1] if earlier is not None and earlier[0] == name else 0.0
+        used[named.get(pid, name)] += (cpu - start) / seconds
+    return {k: round(v, 2) for k, v in used.most_common() if v >= 0.01}

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     ws_accept_burst: int = 400
     ws_greeting_concurrency: int = Field(
-        16,
+        48,
         description="new WebSockets a worker greets at once (each reads the database); "
         "the rest wait for a slot",
     )

@@ -27,8 +27,24 @@ class Presence:
             pipe.pexpire(key, self._ttl_ms * 4)
             await pipe.execute()
 
-    async def leave(self, session_id: str, user_id: str) -> None:
-        await self._redis.zrem(self._keys.presence(session_id), user_id)
+    async def arrive(self, session_id: str, user_id: str, now: datetime) -> int:
+        """Mark present, and how many are online now (one round trip: a join announces it)."""
+        key = self._keys.presence(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {user_id: epoch_ms(now) + self._ttl_ms})
+            pipe.pexpire(key, self._ttl_ms * 4)
+            pipe.zcount(key, epoch_ms(now), "+inf")
+            *_, online = await pipe.execute()
+        return int(online)
+
+    async def leave(self, session_id: str, user_id: str, now: datetime) -> int:
+        """No longer present, and how many still are (one round trip: a leave announces it)."""
+        key = self._keys.presence(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(key, user_id)
+            pipe.zcount(key, epoch_ms(now), "+inf")
+            _, online = await pipe.execute()
+        return int(online)
 
     async def online(self, session_id: str, now: datetime) -> set[str]:
         members = await self._redis.zrangebyscore(

@@ -30,7 +30,7 @@ from delivery_service.domain.errors import Conflict, NotFound, SebRequired
 from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
 from delivery_service.services.access import manages, require_visible, sees
 from delivery_service.services.attempts import AttemptService
-from delivery_service.services.group_sessions import SessionService, Work
+from delivery_service.services.group_sessions import Joining, SessionService, Work
 from delivery_service.services.integrity import seb_failure
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value
@@ -96,8 +96,7 @@ class Greeter:
         have one). Anyone else: NotFound (students) or Forbidden (staff), as for REST."""
         work = Work()
         refused: seb.SebCheck | None = None
-        attempt_id: uuid.UUID | None = None
-        problem: Conflict | None = None
+        joining: Joining | None = None
         async with self._sessions() as s:
             async with s.begin():
                 session, test, participant, now, teaching = await self._read(
@@ -114,18 +113,20 @@ class Greeter:
                             seb_failure(check, arrival.url, test.id), now,
                         )  # fmt: skip
                 if refused is None:
-                    attempt_id, problem = await self._group.join_in(
+                    joining = await self._group.join_in(
                         s, principal, session, participant, now, work
                     )
                     kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
                     await self._append(
-                        s, principal, session_id, attempt_id, kind, arrival.payload, now
+                        s, principal, session_id, joining.attempt_id, kind, arrival.payload, now
                     )
         if refused is not None:  # the refusal is on the ledger: committed, then refused
             raise SebRequired(refused.code, refused.message)
+        if joining is None:  # pragma: no cover - a student not refused has joined
+            raise RuntimeError("a student was admitted without joining")
         await self._group.run_after(work)
-        await self._group.announce_join(principal, session_id, attempt_id, now)
-        return Admission(proctor=False, attempt_id=attempt_id, problem=problem)
+        await self._group.announce_join(principal, session_id, joining, now)
+        return Admission(proctor=False, attempt_id=joining.attempt_id, problem=joining.problem)
 
     async def state(
         self,

@@ -66,6 +66,15 @@ class Joined:
     problem: Conflict | None = None
 
 
+@dataclass(frozen=True)
+class Joining:
+    """A join's decision, made inside a transaction; announced once that committed."""
+
+    attempt_id: uuid.UUID | None
+    problem: Conflict | None
+    online: int  # students present in the session, this one included
+
+
 @dataclass
 class Work:
     """Post-commit actions collected while deciding, run only once the transaction committed."""
@@ -327,13 +336,11 @@ class SessionService:
                     raise Forbidden("only students join a session")
                 participant = await s.get(Participant, (session_id, principal.user_id))
                 now = await db_now(s)
-                attempt_id, problem = await self.join_in(
-                    s, principal, session, participant, now, work
-                )
+                joining = await self.join_in(s, principal, session, participant, now, work)
                 out = await self.session_out(s, session)
             await self.run_after(work)
-            await self.announce_join(principal, session_id, attempt_id, now)
-            return Joined(out, attempt_id, problem)
+            await self.announce_join(principal, session_id, joining, now)
+            return Joined(out, joining.attempt_id, joining.problem)
 
     async def join_in(
         self,
@@ -343,10 +350,11 @@ class SessionService:
         participant: Participant | None,
         now: datetime,
         work: Work,
-    ) -> tuple[uuid.UUID | None, Conflict | None]:
+    ) -> Joining:
         """The join's decision, inside the caller's transaction (a socket's greeting makes it
         beside its other reads): the student's attempt id, or why they cannot have one yet.
-        The caller has checked the student may see the session. Run `work` after the commit."""
+        The caller has checked the student may see the session. After the commit: run `work`,
+        then `announce_join`."""
         if not (session.state == "in_progress" and participant and participant.attempt_id):
             # A join that may write (the first one, one that may open an attempt) does so under
             # the session's row lock, so that a start at the same moment and this join agree on
@@ -355,7 +363,7 @@ class SessionService:
             session = await session_for(s, principal, session.id, manage=False, lock=True)
             key = (session.id, principal.user_id)
             participant = await s.get(Participant, key, populate_existing=True)
-        await self._presence.touch(str(session.id), str(principal.user_id), now)
+        online = await self._presence.arrive(str(session.id), str(principal.user_id), now)
         problem: Conflict | None = None
         try:
             rules.require_joinable(session.state)
@@ -372,17 +380,17 @@ class SessionService:
                 except Conflict as exc:
                     problem = exc
         await s.flush()
-        return (participant.attempt_id if participant else None), problem
+        return Joining(participant.attempt_id if participant else None, problem, online)
 
     async def announce_join(
         self,
         principal: Principal,
         session_id: uuid.UUID,
-        attempt_id: uuid.UUID | None,
+        joining: Joining,
         now: datetime,
     ) -> None:
         """Tell the proctors a student is here, with how many are (after the join committed)."""
-        connected = await self._presence.count(str(session_id), now)
+        attempt_id = joining.attempt_id
         await run_safely(
             self._bus.publish(
                 proctor_channel(str(session_id)),
@@ -391,7 +399,7 @@ class SessionService:
                     "session_id": str(session_id),
                     "student_id": str(principal.user_id),
                     "username": principal.username,
-                    "connected_count": connected,
+                    "connected_count": joining.online,
                     "attempt_id": str(attempt_id) if attempt_id else None,
                     "at": iso(now),
                 },
@@ -403,8 +411,7 @@ class SessionService:
             await self._presence.touch(str(session_id), str(principal.user_id), now)
 
     async def leave(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
-        await self._presence.leave(str(session_id), str(principal.user_id))
-        connected = await self._presence.count(str(session_id), now)
+        connected = await self._presence.leave(str(session_id), str(principal.user_id), now)
         await self._bus.publish(
             proctor_channel(str(session_id)),
             "participant_disconnected",
