@@ -7,6 +7,7 @@ they are enrolled in and their sessions. One module, so REST and WebSocket agree
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,3 +92,21 @@ def require_visible(visible: bool, principal: Principal, what: str, ident: uuid.
     if principal.is_staff:
         raise Forbidden(f"this {what} belongs to a class you do not teach")
     raise NotFound(what, ident)
+
+
+AttemptAccess = Literal["owner", "read", "staff"]
+
+
+def attempt_access(
+    attempt_id: uuid.UUID, owner_id: uuid.UUID | None, principal: Principal, access: AttemptAccess
+) -> None:
+    """Whether `principal` may act on the attempt owned by `owner_id` (None: no such attempt).
+    Read: its candidate or staff; owner: its candidate only; staff: staff only. Others are not
+    told it exists."""
+    owner = owner_id is not None and owner_id == principal.user_id
+    if owner_id is None or not (owner or principal.is_staff):
+        raise NotFound("attempt", attempt_id)
+    if access == "owner" and not owner:
+        raise Forbidden("only the candidate can do this in their own attempt")
+    if access == "staff" and not principal.is_staff:
+        raise Forbidden("only a proctor or an admin can do this")

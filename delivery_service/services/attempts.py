@@ -39,7 +39,7 @@ from delivery_service.domain.errors import (
     UnknownItem,
     VersionConflict,
 )
-from delivery_service.domain.timing import iso, timer_view
+from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
 from delivery_service.live.timers import Timers
@@ -53,13 +53,14 @@ from delivery_service.schemas import (
     DeliveredItem,
     FlagAck,
     ItemFeedback,
-    ItemSummary,
     Progress,
     SectionTime,
     Timer,
 )
 from delivery_service.services import adaptive
+from delivery_service.services.access import AttemptAccess, attempt_access
 from delivery_service.services.after_commit import AfterCommit, run_safely
+from delivery_service.services.attempt_views import attempt_view, read_view, timer_of
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.items import ItemCache
@@ -85,7 +86,6 @@ from delivery_service.storage.models import (
 from integrity import chain as sealing
 from integrity import events as ev
 from integrity.events import Source
-from integrity.policy import policy_of
 from test_assembly.adaptive import advance, begin, close
 from test_assembly.assembly import Form, assemble
 from test_assembly.feedback import feedback_for
@@ -112,7 +112,7 @@ _READ_ATTEMPT_AND_CLOCK = {
     for dialect in ("postgresql", "sqlite")
 }
 
-Access = Literal["owner", "read", "staff"]
+Access = AttemptAccess
 R = TypeVar("R")
 
 
@@ -323,9 +323,8 @@ class AttemptService:
         self, s: AsyncSession, principal: Principal, attempt_id: uuid.UUID
     ) -> AttemptView:
         """The attempt as `principal` may see it, read inside the caller's transaction (a
-        socket's state sync reads it beside the session)."""
-        loaded = await self._load(s, attempt_id, principal, "read", lock=False)
-        return await self._view(s, loaded.attempt, loaded.test, loaded.now, principal)
+        socket's state sync reads it beside the session): one Core statement."""
+        return await read_view(s, self._items, principal, attempt_id)
 
     async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
         async with self._sessions() as s, s.begin():
@@ -891,13 +890,9 @@ class AttemptService:
         access: Access,
     ) -> tuple[Attempt, Test]:
         """The row, if `principal` may act on it with `access`; refused as REST refuses."""
-        owner = attempt is not None and attempt.user_id == principal.user_id
-        if attempt is None or test is None or not (owner or principal.is_staff):
+        attempt_access(attempt_id, attempt.user_id if attempt else None, principal, access)
+        if attempt is None or test is None:  # pragma: no cover - refused just above
             raise NotFound("attempt", attempt_id)
-        if access == "owner" and not owner:
-            raise Forbidden("only the candidate can do this in their own attempt")
-        if access == "staff" and not principal.is_staff:
-            raise Forbidden("only a proctor or an admin can do this")
         return attempt, test
 
     async def _finish(
@@ -1110,15 +1105,7 @@ class AttemptService:
         return await s.get(ItemState, key) or _new_state(s, *key)
 
     def _timer(self, attempt: Attempt, test: Test, now: datetime) -> Timer:
-        return Timer.of(
-            timer_view(
-                state=attempt.state,
-                deadline=attempt.deadline,
-                paused_at=attempt.paused_at,
-                time_limit_seconds=test.time_limit_seconds + attempt.extra_seconds,
-                now=now,
-            )
-        )
+        return timer_of(attempt, test, now)
 
     async def _current(self, x: Loaded) -> CurrentItem:
         form = await self._form(x.session, x.attempt)
@@ -1138,56 +1125,20 @@ class AttemptService:
     async def _view(
         self, s: AsyncSession, attempt: Attempt, test: Test, now: datetime, principal: Principal
     ) -> AttemptView:
-        form = await self._form(s, attempt)
-        states = await item_states(s, attempt.id)
-        summaries = []
-        responses: dict[str, Any] = {}
-        flags: list[str] = []
-        for position, item in enumerate(form):
-            st = states.get(uuid.UUID(item.item_id))
-            answered = st is not None and st.response is not None
-            if st is not None and answered:
-                responses[item.identifier] = st.response
-            if st is not None and st.flagged:
-                flags.append(item.identifier)
-            summaries.append(
-                ItemSummary(
-                    item_id=item.identifier,
-                    position=position,
-                    answered=answered,
-                    flagged=bool(st and st.flagged),
-                )
+        """The view of rows this transaction holds (after a write changed them)."""
+        last_seq = await s.scalar(
+            select(func.coalesce(func.max(ResponseEvent.client_seq), 0)).where(
+                ResponseEvent.attempt_id == attempt.id
             )
-        return AttemptView(
-            id=attempt.id,
-            test_id=attempt.test_id,
-            user_id=attempt.user_id,
-            attempt_number=attempt.attempt_number,
-            state=attempt.state,
-            version=attempt.version,
-            position=attempt.position,
-            total_items=len(form),
-            navigation_mode=test.navigation_mode,
-            allow_pause=test.allow_pause,
-            items=summaries,
-            responses=responses,
-            flags=flags,
-            timer=self._timer(attempt, test, now),
-            started_at=attempt.started_at,
-            ended_at=attempt.ended_at,
-            end_reason=attempt.end_reason,
-            score=attempt.score if principal.is_staff else None,
-            max_score=attempt.max_score if principal.is_staff else None,
-            lockdown=policy_of(test.lockdown).public(),
-            review=attempt.review if principal.is_staff else None,
-            last_client_seq=int(
-                await s.scalar(
-                    select(func.coalesce(func.max(ResponseEvent.client_seq), 0)).where(
-                        ResponseEvent.attempt_id == attempt.id
-                    )
-                )
-                or 0
-            ),
+        )
+        return attempt_view(
+            attempt,
+            test,
+            await self._form(s, attempt),
+            await item_states(s, attempt.id),
+            now=now,
+            principal=principal,
+            last_client_seq=int(last_seq or 0),
         )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy import Row, and_, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
@@ -99,23 +99,22 @@ class Greeter:
         joining: Joining | None = None
         async with self._sessions() as s:
             async with s.begin():
-                session, test, participant, now, teaching = await self._read(
-                    s, principal, session_id
-                )
-                if teaching:
+                row, now, manager = await self._read(s, principal, session_id)
+                if manager:
                     return Admission(proctor=True)
                 if not arrival.seb_verified:
-                    check = seb.check(policy_of(test.lockdown), arrival.url, arrival.headers)
+                    check = seb.check(policy_of(row.lockdown), arrival.url, arrival.headers)
                     if not check.ok:
                         refused = check
                         await self._append(
                             s, principal, session_id, None, ev.SEB_CHECK_FAILED,
-                            seb_failure(check, arrival.url, test.id), now,
+                            seb_failure(check, arrival.url, row.test_id), now,
                         )  # fmt: skip
                 if refused is None:
                     joining = await self._group.join_in(
-                        s, principal, session, participant, now, work
-                    )
+                        s, principal, session_id, now, work,
+                        state=row.state, attempt_id=row.attempt_id,
+                    )  # fmt: skip
                     kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
                     await self._append(
                         s, principal, session_id, joining.attempt_id, kind, arrival.payload, now
@@ -143,15 +142,16 @@ class Greeter:
             return SessionState(summary, participants=grid)
         async with self._sessions() as s, s.begin():
             row, *_ = await self._read(s, principal, session_id)
-            out = await self._group.session_out(s, row)  # its class and test are loaded
             attempt = await self._attempts.view_in(s, principal, attempt_id) if attempt_id else None
-        return SessionState(out, attempt)
+        # The row's columns are named as SessionOut's fields (see _statement).
+        return SessionState(SessionOut.model_validate(row._mapping), attempt)
 
     async def _read(
         self, s: AsyncSession, principal: Principal, session_id: uuid.UUID
-    ) -> tuple[GroupSession, Test, Participant | None, datetime, bool]:
-        """The session with its class and test, the student's place, the clock, and whether
-        the principal may see it (refused as REST refuses) and manages it."""
+    ) -> tuple[Row[Any], datetime, bool]:
+        """The session's row (with its class's name, its test's settings, the student's
+        attempt id, whether the principal teaches or is enrolled, and the clock), refused as
+        REST refuses; the clock; and whether the principal manages the session."""
         dialect = s.get_bind().dialect.name
         found = (
             await s.execute(
@@ -160,11 +160,10 @@ class Greeter:
         ).one_or_none()
         if found is None:
             raise NotFound("session", session_id)
-        session, _klass, test, participant, teaches, enrolled, raw_now = found
-        visible = sees(principal, teaches_class=teaches, enrolled_in_class=enrolled)
+        visible = sees(principal, teaches_class=found.teaches, enrolled_in_class=found.enrolled)
         require_visible(visible, principal, "session", session_id)
-        manager = manages(principal, teaches_class=teaches)
-        return session, test, participant, clock_value(dialect, raw_now), manager
+        manager = manages(principal, teaches_class=found.teaches)
+        return found, clock_value(dialect, found.now), manager
 
     async def _append(
         self,
@@ -195,32 +194,50 @@ class Greeter:
 
 
 def _statement(dialect: str) -> Select[Any]:
-    statement = _STATEMENTS.get(dialect)
-    if statement is None:
-        user: BindParameter[uuid.UUID] = bindparam("user_id")
-        teaches = exists().where(
-            ClassTeacher.class_id == GroupSession.class_id, ClassTeacher.user_id == user
+    """Core, not ORM entities: a greeting reads this twice, and loading four entities into the
+    session cost more than the statement (bench.greeting). The first fourteen columns are
+    named as SessionOut's fields."""
+    cached = _STATEMENTS.get(dialect)
+    if cached is not None:
+        return cached
+    sessions, classes, tests = GroupSession.__table__, Class.__table__, Test.__table__
+    places = Participant.__table__
+    user: BindParameter[uuid.UUID] = bindparam("user_id")
+    teaches = exists().where(
+        ClassTeacher.class_id == sessions.c.class_id, ClassTeacher.user_id == user
+    )
+    enrolled = exists().where(
+        ClassStudent.class_id == sessions.c.class_id, ClassStudent.user_id == user
+    )
+    place = and_(places.c.session_id == sessions.c.id, places.c.user_id == user)
+    statement: Select[Any] = (
+        select(
+            sessions.c.id,
+            sessions.c.class_id,
+            classes.c.name.label("class_name"),
+            sessions.c.test_id,
+            tests.c.title.label("test_title"),
+            tests.c.time_limit_seconds,
+            sessions.c.title,
+            sessions.c.state,
+            sessions.c.scheduled_at,
+            sessions.c.started_at,
+            sessions.c.ends_at,
+            sessions.c.completed_at,
+            sessions.c.created_by,
+            sessions.c.created_at,
+            tests.c.lockdown,
+            places.c.attempt_id,
+            teaches.label("teaches"),
+            enrolled.label("enrolled"),
+            clock_column(dialect),
         )
-        enrolled = exists().where(
-            ClassStudent.class_id == GroupSession.class_id, ClassStudent.user_id == user
-        )
-        place = and_(Participant.session_id == GroupSession.id, Participant.user_id == user)
-        statement = _STATEMENTS[dialect] = (
-            select(
-                GroupSession,
-                Class,
-                Test,
-                Participant,
-                teaches.label("teaches"),
-                enrolled.label("enrolled"),
-                clock_column(dialect),
-            )
-            .join(Class, Class.id == GroupSession.class_id)
-            .join(Test, Test.id == GroupSession.test_id)
-            .outerjoin(Participant, place)
-            .where(GroupSession.id == bindparam("session_id"))
-            .execution_options(populate_existing=True)
-        )
+        .join(classes, classes.c.id == sessions.c.class_id)
+        .join(tests, tests.c.id == sessions.c.test_id)
+        .outerjoin(places, place)
+        .where(sessions.c.id == bindparam("session_id"))
+    )
+    _STATEMENTS[dialect] = statement
     return statement
 
 

@@ -336,7 +336,11 @@ class SessionService:
                     raise Forbidden("only students join a session")
                 participant = await s.get(Participant, (session_id, principal.user_id))
                 now = await db_now(s)
-                joining = await self.join_in(s, principal, session, participant, now, work)
+                joining = await self.join_in(
+                    s, principal, session_id, now, work,
+                    state=session.state,
+                    attempt_id=participant.attempt_id if participant else None,
+                )  # fmt: skip
                 out = await self.session_out(s, session)
             await self.run_after(work)
             await self.announce_join(principal, session_id, joining, now)
@@ -346,24 +350,31 @@ class SessionService:
         self,
         s: AsyncSession,
         principal: Principal,
-        session: GroupSession,
-        participant: Participant | None,
+        session_id: uuid.UUID,
         now: datetime,
         work: Work,
+        *,
+        state: str,
+        attempt_id: uuid.UUID | None,
     ) -> Joining:
         """The join's decision, inside the caller's transaction (a socket's greeting makes it
-        beside its other reads): the student's attempt id, or why they cannot have one yet.
-        The caller has checked the student may see the session. After the commit: run `work`,
-        then `announce_join`."""
-        if not (session.state == "in_progress" and participant and participant.attempt_id):
-            # A join that may write (the first one, one that may open an attempt) does so under
-            # the session's row lock, so that a start at the same moment and this join agree on
-            # who has an attempt. Coming back to a running attempt writes nothing and takes no
-            # lock: a reconnect storm queued on it.
-            session = await session_for(s, principal, session.id, manage=False, lock=True)
-            key = (session.id, principal.user_id)
-            participant = await s.get(Participant, key, populate_existing=True)
-        online = await self._presence.arrive(str(session.id), str(principal.user_id), now)
+        beside its other reads), from the session's `state` and the student's `attempt_id` as
+        the caller read them: the student's attempt id, or why they cannot have one yet. The
+        caller has checked the student may see the session. After the commit: run `work`, then
+        `announce_join`."""
+        user = str(principal.user_id)
+        if state == "in_progress" and attempt_id is not None:
+            # Coming back to a running attempt writes nothing and takes no lock: a reconnect
+            # storm queued on the session's row lock.
+            online = await self._presence.arrive(str(session_id), user, now)
+            return Joining(attempt_id, None, online)
+        # A join that may write (the first one, one that may open an attempt) does so under the
+        # session's row lock, so that a start at the same moment and this join agree on who
+        # has an attempt; what the caller read is read again under it.
+        session = await session_for(s, principal, session_id, manage=False, lock=True)
+        participant = await s.get(Participant, (session_id, principal.user_id),
+                                  populate_existing=True)  # fmt: skip
+        online = await self._presence.arrive(str(session_id), user, now)
         problem: Conflict | None = None
         try:
             rules.require_joinable(session.state)

@@ -24,7 +24,10 @@ class ItemCache:
     async def many(self, s: AsyncSession, item_ids: list[str]) -> list[ItemContent]:
         missing = [i for i in item_ids if i not in self._items]
         if missing:
-            rows = await s.scalars(select(Item).where(Item.id.in_([uuid.UUID(i) for i in missing])))
+            # Core rows, not ORM entities: nothing here is written back.
+            items = Item.__table__
+            wanted = items.c.id.in_([uuid.UUID(i) for i in missing])
+            rows = await s.execute(select(items).where(wanted))
             for row in rows:
                 self._put(
                     ItemContent(
