@@ -15,7 +15,12 @@ from delivery_service.services.security import Principal
 bearer = HTTPBearer(auto_error=False, description="the access_token from /api/v1/auth/login")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` although neither awaits: FastAPI runs a plain `def` dependency
+# in a worker thread, and two thread hand-offs per request cost more than the rest of a small
+# route (a notice: 0.7 of its 3.4 ms of CPU).
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -23,7 +28,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def current_user(
+async def current_user(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:

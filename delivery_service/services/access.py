@@ -9,8 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Label, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import BindParameter
 
 from delivery_service.domain.errors import Forbidden, NotFound
 from delivery_service.services.security import Principal
@@ -53,12 +55,15 @@ async def class_for(
     s: AsyncSession, principal: Principal, class_id: uuid.UUID, *, manage: bool, lock: bool = False
 ) -> Class:
     """Load a class the caller may see (404 otherwise) and, with manage=True, manage (403)."""
-    stmt = select(Class).where(Class.id == class_id).execution_options(populate_existing=True)
-    klass = await s.scalar(stmt.with_for_update() if lock else stmt)
-    if klass is None:
+    found = (
+        await s.execute(_CLASS_LOCKED if lock else _CLASS, _keys(principal, class_id=class_id))
+    ).one_or_none()
+    if found is None:
         raise NotFound("class", class_id)
-    require_visible(await can_see(s, principal, class_id), principal, "class", class_id)
-    if manage and not await can_manage(s, principal, class_id):
+    klass, teaches_class, enrolled_in_class = found
+    visible = sees(principal, teaches_class=teaches_class, enrolled_in_class=enrolled_in_class)
+    require_visible(visible, principal, "class", class_id)
+    if manage and not manages(principal, teaches_class=teaches_class):
         raise Forbidden("only the class's teachers or an admin can do this")
     return klass
 
@@ -71,18 +76,49 @@ async def session_for(
     manage: bool,
     lock: bool = False,
 ) -> GroupSession:
-    stmt = (
-        select(GroupSession)
-        .where(GroupSession.id == session_id)
-        .execution_options(populate_existing=True)
-    )
-    session = await s.scalar(stmt.with_for_update() if lock else stmt)
-    if session is None:
+    """Load a session the caller may see (404/403 as `require_visible`) and, with manage=True,
+    manage (403): the row and whether the caller teaches or is enrolled, in one statement."""
+    statement = _SESSION_LOCKED if lock else _SESSION
+    found = (await s.execute(statement, _keys(principal, session_id=session_id))).one_or_none()
+    if found is None:
         raise NotFound("session", session_id)
-    require_visible(await can_see(s, principal, session.class_id), principal, "session", session_id)
-    if manage and not await can_manage(s, principal, session.class_id):
+    session, teaches_class, enrolled_in_class = found
+    visible = sees(principal, teaches_class=teaches_class, enrolled_in_class=enrolled_in_class)
+    require_visible(visible, principal, "session", session_id)
+    if manage and not manages(principal, teaches_class=teaches_class):
         raise Forbidden("only the class's teachers or an admin can manage this session")
     return session
+
+
+def membership(
+    class_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+) -> tuple[Label[bool], Label[bool]]:
+    """Whether the `user_id` parameter teaches, and is enrolled in, the class `class_id`
+    names: columns for a statement that loads the class's row (or its session's) beside them,
+    so an access check costs no statement of its own."""
+    user: BindParameter[uuid.UUID] = bindparam("user_id")
+    teaches_it = exists().where(ClassTeacher.class_id == class_id, ClassTeacher.user_id == user)
+    enrolled_in_it = exists().where(ClassStudent.class_id == class_id, ClassStudent.user_id == user)
+    return teaches_it.label("teaches"), enrolled_in_it.label("enrolled")
+
+
+def _keys(principal: Principal, **ids: uuid.UUID) -> dict[str, uuid.UUID]:
+    return {"user_id": principal.user_id, **ids}
+
+
+# Built once: staff actions and reads check access on every call.
+_SESSION = (
+    select(GroupSession, *membership(GroupSession.class_id))
+    .where(GroupSession.id == bindparam("session_id"))
+    .execution_options(populate_existing=True)
+)
+_SESSION_LOCKED = _SESSION.with_for_update(of=GroupSession)
+_CLASS = (
+    select(Class, *membership(Class.id))
+    .where(Class.id == bindparam("class_id"))
+    .execution_options(populate_existing=True)
+)
+_CLASS_LOCKED = _CLASS.with_for_update(of=Class)
 
 
 def require_visible(visible: bool, principal: Principal, what: str, ident: uuid.UUID) -> None:

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, select
+from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.elements import BindParameter
 
 from delivery_service.domain.errors import Conflict, NotFound, SebRequired
 from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
-from delivery_service.services.access import manages, require_visible, sees
+from delivery_service.services.access import manages, membership, require_visible, sees
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.group_sessions import Joining, SessionService, Work
 from delivery_service.services.integrity import seb_failure
@@ -37,8 +36,6 @@ from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
 from delivery_service.storage.models import (
     Class,
-    ClassStudent,
-    ClassTeacher,
     GroupSession,
     Participant,
     Test,
@@ -202,14 +199,8 @@ def _statement(dialect: str) -> Select[Any]:
         return cached
     sessions, classes, tests = GroupSession.__table__, Class.__table__, Test.__table__
     places = Participant.__table__
-    user: BindParameter[uuid.UUID] = bindparam("user_id")
-    teaches = exists().where(
-        ClassTeacher.class_id == sessions.c.class_id, ClassTeacher.user_id == user
-    )
-    enrolled = exists().where(
-        ClassStudent.class_id == sessions.c.class_id, ClassStudent.user_id == user
-    )
-    place = and_(places.c.session_id == sessions.c.id, places.c.user_id == user)
+    teaches, enrolled = membership(sessions.c.class_id)
+    place = and_(places.c.session_id == sessions.c.id, places.c.user_id == bindparam("user_id"))
     statement: Select[Any] = (
         select(
             sessions.c.id,
@@ -228,8 +219,8 @@ def _statement(dialect: str) -> Select[Any]:
             sessions.c.created_at,
             tests.c.lockdown,
             places.c.attempt_id,
-            teaches.label("teaches"),
-            enrolled.label("enrolled"),
+            teaches,
+            enrolled,
             clock_column(dialect),
         )
         .join(classes, classes.c.id == sessions.c.class_id)
