@@ -40,6 +40,7 @@ import numpy as np
 import websockets
 from sqlalchemy import func, select
 
+from bench import scrape
 from bench.procstat import cores_used, cpu_by_process
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
@@ -494,6 +495,12 @@ async def steady(world: World, cluster: LocalCluster, args: argparse.Namespace) 
     halt = asyncio.Event()
     load = asyncio.create_task(answering(candidates, args.interval, halt))
     began = time.perf_counter()
+    ports = list(cluster.processes)
+    saves_before = await scrape.histogram(ports, "examserver_answer_save_seconds")
+    lag_before = await scrape.histogram(ports, "examserver_event_loop_lag_seconds")
+    workers = {process.pid: "workers" for process in cluster.processes.values()}
+    workers[os.getpid()] = "harness"
+    cpu_before = cpu_by_process()
     blipped: dict[str, Any] | None = None
     if args.blip != "none":
         await asyncio.sleep(args.duration / 2)
@@ -505,6 +512,13 @@ async def steady(world: World, cluster: LocalCluster, args: argparse.Namespace) 
     halt.set()
     await load
     elapsed = time.perf_counter() - began
+    cores = cores_used(cpu_before, cpu_by_process(), elapsed, workers)
+    saves = scrape.summary(
+        saves_before, await scrape.histogram(ports, "examserver_answer_save_seconds")
+    )
+    lags = scrape.summary(
+        lag_before, await scrape.histogram(ports, "examserver_event_loop_lag_seconds")
+    )
     t = phase("load", t)
     await settle(candidates)
     phase("settled", t)
@@ -515,6 +529,9 @@ async def steady(world: World, cluster: LocalCluster, args: argparse.Namespace) 
     result["over_time"] = over_time(candidates, began)
     lag_watch.cancel()
     result["harness_loop_lag"] = percentiles(lag)
+    result["server_answer_save"] = saves  # the workers' own timing, receipt to commit
+    result["server_loop_lag"] = lags
+    result["cores_used"] = cores  # during the load, by process group
     stop.set()
     for t in tasks:
         t.cancel()
