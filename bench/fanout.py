@@ -16,6 +16,11 @@ this process) to the moment the socket has it, so it holds everything on the way
   emitted to a room; nothing stored), driven over the raw Engine.IO 4 protocol by the same
   `websockets` client, so both sides pay the same client cost.
 
+With `--engine-only` both sides publish from this process the way their own servers do once they
+have decided to (ours: the bus's Lua script, appending to the channel's stream and publishing;
+the baseline: an external `AsyncRedisManager(write_only=True)`'s `emit`), so the two fan-out
+engines are compared without our notice's durable, audited write (an HTTP request here too).
+
 Each step reports deliveries per second, p50/p99 latency, and deliveries missing or duplicated
 (counted after a pause that lets the step drain). The figure of a server is the best delivered
 rate among steps whose p99 stayed within `--limit-ms` with nothing missing; the ratio of ours to
@@ -45,11 +50,16 @@ from typing import Any
 
 import httpx
 import numpy as np
+import socketio  # type: ignore[import-untyped]
 import websockets
 
 from bench import load
 from bench.procstat import cpu_seconds
 from delivery_service.cluster import LocalCluster, free_port
+from delivery_service.live.bus import Bus
+from delivery_service.live.connection import create_redis
+from delivery_service.live.keys import Keys, session_channel
+from delivery_service.live.scripts import Scripts
 
 Publish = Callable[[int, str], Coroutine[Any, Any, None]]  # (room, message id)
 
@@ -163,6 +173,10 @@ async def ours(args: argparse.Namespace, sent: dict[str, float]) -> Any:
             tasks,
             args.connect_rate,
         )
+        if args.engine_only:
+            async with bus_publisher(world, sent) as publish_on_bus:
+                yield receivers, publish_on_bus, [*cluster.processes.values(), cluster.nginx]
+            return
         headers = [{"Authorization": f"Bearer {world.tokens.issue(p)}"} for p, _ in world.proctors]
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(
@@ -182,6 +196,27 @@ async def ours(args: argparse.Namespace, sent: dict[str, float]) -> Any:
             yield receivers, publish, [*cluster.processes.values(), cluster.nginx]
     finally:
         await shut_down(stop, tasks, cluster)
+
+
+@contextlib.asynccontextmanager
+async def bus_publisher(world: load.World, sent: dict[str, float]) -> Any:
+    """Publish a notice the way the server does after its commit: the same Bus, script and keys
+    (the workers' prefix), from this process."""
+    settings = world.settings
+    redis = create_redis(settings.redis_url)
+    bus = Bus(redis, Keys(settings.redis_prefix), Scripts.register(redis),
+              maxlen=settings.stream_maxlen, ttl_seconds=settings.stream_ttl_seconds)  # fmt: skip
+    try:
+
+        async def publish(room: int, message_id: str) -> None:
+            sent[message_id] = time.perf_counter()
+            data = {"message": message_id, "from": f"proctor{room}", "student_id": None,
+                    "at": datetime.now(UTC).isoformat()}  # fmt: skip
+            await bus.publish(session_channel(world.sessions[room]), "notice", data)
+
+        yield publish
+    finally:
+        await redis.aclose()
 
 
 # ---- python-socketio ----
@@ -254,6 +289,9 @@ async def socketio_baseline(args: argparse.Namespace, sent: dict[str, float]) ->
             args.connect_rate,
         )
 
+        # The engine-only publisher: what socketio documents for emitting from outside a server.
+        external = socketio.AsyncRedisManager(redis, channel=channel, write_only=True)
+
         async def publish(room: int, message_id: str) -> None:
             sent[message_id] = time.perf_counter()
             payload = {
@@ -262,7 +300,11 @@ async def socketio_baseline(args: argparse.Namespace, sent: dict[str, float]) ->
                 "from": f"proctor{room}",
                 "student_id": None,
             }
-            await proctors[room].ws.send("42" + json.dumps(["notice", payload]))
+            if args.engine_only:
+                payload["at"] = datetime.now(UTC).isoformat()
+                await external.emit("notice", payload, room=f"room-{room}", namespace="/")
+            else:
+                await proctors[room].ws.send("42" + json.dumps(["notice", payload]))
 
         yield receivers, publish, [*cluster.processes.values(), cluster.nginx]
     finally:
@@ -362,6 +404,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "candidates": args.candidates,
         "proctors": args.proctors,
         "limit_ms": args.limit_ms,
+        "engine_only": args.engine_only,
         "command": "python -m bench.fanout " + " ".join(sys.argv[1:]),
     }
     for name in args.servers:
@@ -429,6 +472,11 @@ def main() -> None:
     parser.add_argument("--connect-rate", type=float, default=400.0)
     parser.add_argument(
         "--servers", nargs="+", choices=["ours", "socketio"], default=["ours", "socketio"]
+    )
+    parser.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="publish from the harness as each server does after deciding (no notice route)",
     )
     args = parser.parse_args()
     load.tune_harness_gc()
