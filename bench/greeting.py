@@ -1,6 +1,6 @@
 """What one reconnect costs a worker: CPU, database transactions and Redis commands per greeting.
 
-    python -m bench.greeting --candidates 400 --rounds 3
+    python -m bench.greeting --candidates 400 --rounds 3 [--socket attempt]
 
 The reconnect storm's figure (`bench.load storm`) is a whole cluster's wall time, with answers
 arriving, two workers, nginx and the harness sharing two cores, and it varies by ±20 s from run to
@@ -22,17 +22,21 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
+import websockets
 from redis.asyncio import Redis
 
 from bench.load import RESULTS, Candidate, seeded_cluster, start_sessions, tune_harness_gc
 from bench.procstat import cpu_seconds
+from bench.seeding import choice_test
 
 
 @dataclass
@@ -83,7 +87,68 @@ class Probe:
         await self._redis.aclose()
 
 
-async def storm_round(candidates: list[Candidate]) -> float:
+@dataclass
+class SelfPaced:
+    """A candidate on the attempt socket of a running self-paced attempt: reconnects as the app
+    does and resumes from the latest position it saw (`auth_success.data.last_event_id`, then
+    each event's `seq`)."""
+
+    token: str
+    url: str
+    position: str = ""
+    recovered: bool | None = None
+    ws: Any = None
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def live(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            query = f"?last_event_id={self.position}" if self.position else ""
+            try:
+                async with websockets.connect(self.url + query, open_timeout=30) as ws:
+                    self.ws = ws
+                    await ws.send(json.dumps({"type": "auth", "data": {"token": self.token}}))
+                    async for raw in ws:
+                        self._read(json.loads(raw))
+            except (websockets.WebSocketException, OSError, TimeoutError):
+                pass
+            self.ws = None
+            if not stop.is_set():
+                await asyncio.sleep(random.uniform(0, 0.4))
+
+    def _read(self, message: dict[str, Any]) -> None:
+        if message["type"] == "auth_success":
+            self.recovered = message["data"].get("recovered")
+            self.position = message["data"]["last_event_id"]  # at or after any missed event
+        elif message.get("seq") and _offset(message["seq"]) > _offset(self.position):
+            self.position = message["seq"]
+        elif message["type"] == "attempt_state":
+            self.synced.set()
+
+
+def _offset(position: str) -> int:
+    return int(position.rpartition(":")[2] or 0)
+
+
+async def self_paced(world: Any, port: int) -> list[SelfPaced]:
+    """A self-paced test, and a started attempt of it for every candidate."""
+    proctor, _ = world.proctors[0]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as http:
+        staff = {"Authorization": f"Bearer {world.tokens.issue(proctor)}"}
+        body = choice_test("Self-paced bench").model_dump(mode="json")
+        test = (await http.post("/tests", json=body, headers=staff)).raise_for_status().json()
+        people = []
+        for who, _ in world.candidates:
+            token = world.tokens.issue(who)
+            auth = {"Authorization": f"Bearer {token}"}
+            made = await http.post("/attempts", json={"test_id": test["id"]}, headers=auth)
+            attempt = made.raise_for_status().json()["id"]
+            (await http.post(f"/attempts/{attempt}/start", headers=auth)).raise_for_status()
+            url = f"ws://127.0.0.1:{port}/api/v1/attempts/{attempt}/ws"
+            people.append(SelfPaced(token, url))
+    return people
+
+
+async def storm_round(candidates: list[Candidate] | list[SelfPaced]) -> float:
     """Everyone drops at once (concurrently: a loop of awaited closes would spread the drop over
     seconds); seconds until every one is back and has its state."""
     began = time.perf_counter()
@@ -113,15 +178,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     probe = Probe(cluster.processes[port].pid, *_urls(world))
     stop = asyncio.Event()
     base = f"ws://127.0.0.1:{port}"
-    candidates = [
-        Candidate(who, sid, world.tokens.issue(who), base) for who, sid in world.candidates
-    ]
+    candidates: list[Candidate] | list[SelfPaced]
+    if args.socket == "attempt":
+        candidates = await self_paced(world, port)
+    else:
+        candidates = [
+            Candidate(who, sid, world.tokens.issue(who), base) for who, sid in world.candidates
+        ]
     tasks = [asyncio.create_task(c.live(stop)) for c in candidates]
     rounds: list[dict[str, Any]] = []
     try:
         async with asyncio.timeout(300):
             await asyncio.gather(*(c.synced.wait() for c in candidates))
-        await start_sessions(world, base, candidates)
+        if args.socket == "session":
+            await start_sessions(world, base, candidates)  # type: ignore[arg-type]
         before = await probe.read()
         await asyncio.sleep(args.idle)
         idle = (await probe.read()).minus(before)
@@ -151,6 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cores",
         "command": "python -m bench.greeting " + " ".join(sys.argv[1:]),
         "candidates": args.candidates,
+        "socket": args.socket,
         "idle_worker_cpu_per_s": round(idle.cpu / idle.at, 3),
         "rounds": rounds,
         "median_cpu_ms": sorted(r["cpu_ms"] for r in rounds)[len(rounds) // 2],
@@ -171,6 +242,12 @@ def main() -> None:
     )
     parser.add_argument("--candidates", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--socket",
+        choices=["session", "attempt"],
+        default="session",
+        help="a proctored session's socket, or a self-paced attempt's",
+    )
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of the idle baseline")
     args = parser.parse_args()
     tune_harness_gc()

@@ -14,12 +14,13 @@ from fastapi import APIRouter, WebSocket
 
 from delivery_service.api import protocol as p
 from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
-from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
+from delivery_service.api.live_socket import LiveConnection
 from delivery_service.domain.errors import DomainError
 from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
 from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
+from delivery_service.services.greeting import Arrival
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -51,13 +52,16 @@ class AttemptConnection(LiveConnection):
         self._held_completion: Event | None = None
 
     async def admit(self) -> None:
-        view = await self.rt.attempts.get(self.who, self.attempt_id)
-        if view.user_id != self.who.user_id:
-            raise Rejected("forbidden", "only the candidate may open this socket", CLOSE_FORBIDDEN)
-        if not self.seb_verified:
-            await self.rt.integrity.require_seb(
-                self.who, url=str(self.ws.url), headers=self.ws.headers, attempt_id=self.attempt_id
-            )
+        """The candidate's own attempt, the SEB check and the connection's ledger entry: one
+        transaction (services/greeting.py)."""
+        arrival = Arrival(
+            resumed=self.resumed,
+            payload=self.arrival(),
+            url=str(self.ws.url),
+            headers=self.ws.headers,
+            seb_verified=self.seb_verified,
+        )
+        await self.rt.greeter.admit_attempt(self.who, self.attempt_id, arrival)
 
     async def on_open(self) -> None:
         """Subscribe (live events held until the state is sent: see LiveConnection.follow_all),
@@ -67,7 +71,7 @@ class AttemptConnection(LiveConnection):
         resume = {self.channel: position} if position is not None else {}
         readings = await self.follow_all({self.channel: self._on_event}, resume)
         previous = await self.take_ownership(self.scope, self.channel)
-        await self.observe_connection(previous, attempt_id=self.attempt_id)
+        await self.observe_superseded(previous, attempt_id=self.attempt_id)
         reading = readings[self.channel]
         recovered = (reading.recovered if position is not None else False) if last else None
         user = UserOut(id=self.who.user_id, username=self.who.username, role=self.who.role)
@@ -78,6 +82,7 @@ class AttemptConnection(LiveConnection):
                     attempt_id=self.attempt_id,
                     connection_id=self.id,
                     recovered=recovered,
+                    last_event_id="{}:{}".format(*reading.position),
                 )
             )
         )

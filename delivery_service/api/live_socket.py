@@ -408,25 +408,6 @@ class LiveConnection:
             "user_agent": self.ws.headers.get("user-agent", "")[:200],
         }
 
-    async def observe_connection(
-        self,
-        previous: str | None,
-        *,
-        attempt_id: uuid.UUID | None,
-        session_id: uuid.UUID | None = None,
-    ) -> None:
-        """The candidate's connection history for the integrity ledger: opened or resumed (with
-        `last_event_id`), and which connection it superseded (another tab or device)."""
-        await self.rt.integrity.observed(
-            type_=ev.RECONNECTED if self.resumed else ev.CONNECTION_OPENED,
-            candidate_id=self.who.user_id,
-            attempt_id=attempt_id,
-            session_id=session_id,
-            actor_id=self.who.user_id,
-            payload=self.arrival(),
-        )
-        await self.observe_superseded(previous, attempt_id=attempt_id, session_id=session_id)
-
     async def observe_superseded(
         self,
         previous: str | None,
@@ -434,6 +415,8 @@ class LiveConnection:
         attempt_id: uuid.UUID | None,
         session_id: uuid.UUID | None = None,
     ) -> None:
+        """The connection this one superseded (another tab or device), for the integrity
+        ledger; its own opening is recorded with its admission (services/greeting.py)."""
         if previous is None:
             return
         await self.rt.integrity.observed(

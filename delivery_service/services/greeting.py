@@ -1,7 +1,10 @@
-"""Greeting a session socket: what its first messages need, in two short transactions.
+"""Greeting a socket: what its first messages need, in two short transactions.
 
 A reconnect storm is this work times the number of candidates, so it reads and writes in as few
-statements as the rules allow. `admit` decides whether the socket may stay, in one transaction:
+statements as the rules allow. For an attempt socket (self-paced), `admit_attempt` is the whole
+admission: the attempt's owner, the Safe Exam Browser check and the connection's ledger entry,
+in one transaction; its state is `AttemptService.get`, read after subscribing. For a session
+socket: `admit` decides whether it may stay, in one transaction:
 who may see the session (one statement reads the session, its test, the student's place in it,
 whether they teach or are enrolled, and the database clock), the Safe Exam Browser check, the
 join, and the connection's entry in the integrity ledger. `state` reads what the client is sent
@@ -25,9 +28,15 @@ from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 
-from delivery_service.domain.errors import Conflict, NotFound, SebRequired
+from delivery_service.domain.errors import Conflict, Forbidden, NotFound, SebRequired
 from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
-from delivery_service.services.access import manages, membership, require_visible, sees
+from delivery_service.services.access import (
+    attempt_access,
+    manages,
+    membership,
+    require_visible,
+    sees,
+)
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.group_sessions import Joining, SessionService, Work
 from delivery_service.services.integrity import seb_failure
@@ -35,6 +44,7 @@ from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
 from delivery_service.storage.models import (
+    Attempt,
     Class,
     GroupSession,
     Participant,
@@ -123,6 +133,43 @@ class Greeter:
         await self._group.run_after(work)
         await self._group.announce_join(principal, session_id, joining, now)
         return Admission(proctor=False, attempt_id=joining.attempt_id, problem=joining.problem)
+
+    async def admit_attempt(
+        self, principal: Principal, attempt_id: uuid.UUID, arrival: Arrival
+    ) -> None:
+        """Only the attempt's candidate opens its socket (staff: Forbidden; anyone else is not
+        told it exists); the SEB check; the connection on the attempt's ledger chain."""
+        refused: seb.SebCheck | None = None
+        async with self._sessions() as s, s.begin():
+            dialect = s.get_bind().dialect.name
+            found = (
+                await s.execute(_attempt_statement(dialect), {"attempt_id": attempt_id})
+            ).one_or_none()
+            attempt_access(attempt_id, found.user_id if found else None, principal, "read")
+            if found is None or found.user_id != principal.user_id:
+                raise Forbidden("only the candidate may open this socket")
+            now = clock_value(dialect, found.now)
+            kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
+            payload: Mapping[str, Any] = arrival.payload
+            if not arrival.seb_verified:
+                check = seb.check(policy_of(found.lockdown), arrival.url, arrival.headers)
+                if not check.ok:
+                    refused = check
+                    kind = ev.SEB_CHECK_FAILED  # instead of the connection, which is refused
+                    payload = seb_failure(check, arrival.url, found.test_id)
+            entry = Entry(
+                chain=attempt_chain(attempt_id),
+                type=kind,
+                source="server",
+                actor_id=principal.user_id,
+                candidate_id=principal.user_id,
+                attempt_id=attempt_id,
+                session_id=found.session_id,
+                payload=payload,
+            )
+            await self._ledger.append(s, entry, now)
+        if refused is not None:  # the refusal is on the ledger: committed, then refused
+            raise SebRequired(refused.code, refused.message)
 
     async def state(
         self,
@@ -232,5 +279,26 @@ def _statement(dialect: str) -> Select[Any]:
     return statement
 
 
+def _attempt_statement(dialect: str) -> Select[Any]:
+    cached = _ATTEMPT_STATEMENTS.get(dialect)
+    if cached is not None:
+        return cached
+    attempts, tests = Attempt.__table__, Test.__table__
+    statement: Select[Any] = (
+        select(
+            attempts.c.user_id,
+            attempts.c.session_id,
+            attempts.c.test_id,
+            tests.c.lockdown,
+            clock_column(dialect),
+        )
+        .join(tests, tests.c.id == attempts.c.test_id)
+        .where(attempts.c.id == bindparam("attempt_id"))
+    )
+    _ATTEMPT_STATEMENTS[dialect] = statement
+    return statement
+
+
 # Built once per dialect (the clock column differs): every greeting runs it, twice.
 _STATEMENTS: dict[str, Select[Any]] = {}
+_ATTEMPT_STATEMENTS: dict[str, Select[Any]] = {}

@@ -88,6 +88,21 @@ async def test_another_candidates_attempt_is_refused(world: World) -> None:
             await socket.receive(timeout=5)
 
 
+async def test_staff_may_read_an_attempt_but_not_open_its_socket(world: World) -> None:
+    """The socket is the candidate's seat: a proctor is told no (4403), not that it is missing,
+    and nothing is written to the attempt's ledger for them."""
+    aid = await world.started_attempt()
+    before = await world.teacher.get(f"/attempts/{aid}/ledger")
+    async with Socket.open(world.teacher.ws_url(aid)) as socket:
+        await socket.send("auth", {"token": world.teacher.token})
+        error = await socket.until("error")
+        assert error["data"]["code"] == "forbidden"
+        with pytest.raises(ConnectionClosed):
+            await socket.receive(timeout=5)
+        assert socket.connection.close_code == 4403
+    assert await world.teacher.get(f"/attempts/{aid}/ledger") == before
+
+
 async def test_a_foreign_origin_is_refused_and_the_own_host_accepted(world: World) -> None:
     aid = await world.started_attempt()
     with pytest.raises(InvalidStatus):
@@ -236,6 +251,26 @@ async def test_expiry_is_pushed_and_a_reconnect_after_it_replays_the_event(world
         assert replayed["seq"] == completed["seq"]
         state = await ws.until("attempt_state")
         assert state["data"]["state"] == "expired"
+
+
+async def test_a_client_that_saw_no_event_resumes_from_the_greetings_position(
+    world: World,
+) -> None:
+    """`auth_success.data.last_event_id` is where the channel stood: coming back with it, a
+    candidate who saw no event gets exactly what happened while away."""
+    aid = await world.started_attempt()
+    async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
+        position = (await ws.until("auth_success"))["data"]["last_event_id"]
+        await ws.until("timer")
+    assert position
+    extended = await world.teacher.post(f"/attempts/{aid}/extend", {"seconds": 60, "reason": "x"})
+    url = world.student.ws_url(aid, ticket=await world.student.ticket(), last_event_id=position)
+    async with Socket.open(url) as ws:
+        assert (await ws.until("auth_success"))["data"]["recovered"] is True
+        missed = await ws.until("timer")
+        assert missed["seq"]  # the extension's event, replayed, not the greeting's own timer
+        assert missed["data"]["timer"]["deadline"] == extended["deadline"]
+        assert [m["type"] for m in ws.seen] == ["auth_success", "timer"]
 
 
 async def test_an_unknown_epoch_is_not_recovered(world: World) -> None:

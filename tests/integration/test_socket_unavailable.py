@@ -37,7 +37,7 @@ async def test_a_busy_backend_while_a_socket_opens_tells_it_to_come_back(
     aid = await world.started_attempt()
     runtime = world.served.runtime
     if step == "admit":
-        monkeypatch.setattr(runtime.attempts, "get", failing(error))
+        monkeypatch.setattr(runtime.greeter, "admit_attempt", failing(error))
     else:
         monkeypatch.setattr(runtime.owners, "take", failing(error))
     async with Socket.open(world.student.ws_url(aid, ticket=await world.student.ticket())) as ws:
