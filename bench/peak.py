@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
@@ -39,12 +40,18 @@ async def peak(
     rate = [args.start]  # answers per second in all, changed by each step
     halt = asyncio.Event()
 
+    async def pause(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(halt.wait(), seconds)
+
     async def answering(c: load.Candidate) -> None:
-        """One candidate, answering with think time around the current step's interval."""
-        await asyncio.sleep(random.uniform(0, len(candidates) / rate[0]))
+        """One candidate, answering with think time around the current step's interval, until
+        the halt (noticed between answers: cancelled mid-send, an answer recorded as sent could
+        go unsent and read as a missing acknowledgement)."""
+        await pause(random.uniform(0, len(candidates) / rate[0]))
         while not halt.is_set():
             await c.answer()
-            await asyncio.sleep(random.uniform(0.5, 1.5) * len(candidates) / rate[0])
+            await pause(random.uniform(0.5, 1.5) * len(candidates) / rate[0])
 
     running = [asyncio.create_task(answering(c)) for c in candidates]
     await asyncio.sleep(len(candidates) / rate[0])  # every candidate has started
@@ -67,8 +74,7 @@ async def peak(
             break
         rate[0] *= args.factor
     halt.set()
-    for task in running:
-        task.cancel()
+    await asyncio.gather(*running)
     await load.settle(candidates)
     within = [s for s in steps if s["p99_ms"] <= args.limit_ms]
     result = load.summary(candidates, proctors, sum(args.step for _ in steps))

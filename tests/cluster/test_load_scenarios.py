@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import load
+from bench import load, peak
 from tests.cluster.test_rolling_restart import nginx  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.cluster
@@ -39,6 +39,23 @@ async def test_steady_with_a_pubsub_kill_loses_nothing_anyone_sees() -> None:
     # The proctors saw every acknowledged answer as an event, replayed where pub/sub dropped it.
     assert result["proctor_missed_events"] == 0
     assert result["proctor_snapshots"] == 0
+
+
+@pytest.mark.usefixtures("databases", "nginx")
+@pytest.mark.timeout(240)
+async def test_a_rising_answer_rate_loses_nothing_at_any_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The peak ramp, small: three steps, each doubling the rate under running candidates (the
+    limit set out of reach, so every step runs); every answer acknowledged and stored once."""
+    monkeypatch.setitem(load.SCENARIOS, "peak", peak.peak)
+    result = await load.main(
+        scenario("peak", start=10.0, factor=2.0, step=3.0, max_steps=3, limit_ms=60_000.0)
+    )
+    assert [s["offered_per_s"] for s in result["steps"]] == [10.0, 20.0, 40.0]
+    assert all(s["acked_per_s"] > 0 for s in result["steps"])
+    assert result["answers_acked"] == result["answers_sent"]
+    assert result["database"] == {"lost": 0, "duplicated": 0, "missing_acks": 0}
 
 
 @pytest.mark.usefixtures("databases", "nginx")
