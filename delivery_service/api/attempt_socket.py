@@ -20,7 +20,6 @@ from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
 from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
-from delivery_service.services.greeting import Arrival
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -54,14 +53,7 @@ class AttemptConnection(LiveConnection):
     async def admit(self) -> None:
         """The candidate's own attempt, the SEB check and the connection's ledger entry: one
         transaction (services/greeting.py)."""
-        arrival = Arrival(
-            resumed=self.resumed,
-            payload=self.arrival(),
-            url=str(self.ws.url),
-            headers=self.ws.headers,
-            seb_verified=self.seb_verified,
-        )
-        await self.rt.greeter.admit_attempt(self.who, self.attempt_id, arrival)
+        await self.rt.greeter.admit_attempt(self.who, self.attempt_id, self.arrival())
 
     async def on_open(self) -> None:
         """Subscribe (live events held until the state is sent: see LiveConnection.follow_all),

@@ -39,6 +39,7 @@ from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event, Listener, Reading
 from delivery_service.live.follower import Follower
 from delivery_service.logs import bind
+from delivery_service.services.greeting import Arrival
 from delivery_service.services.security import Principal
 from integrity import events as ev
 
@@ -400,13 +401,22 @@ class LiveConnection:
         """The client came back with `last_event_id`: a reconnect, not a first connection."""
         return bool(self.ws.query_params.get("last_event_id"))
 
-    def arrival(self) -> dict[str, Any]:
-        """What the integrity ledger records of this connection's opening."""
-        return {
+    def arrival(self) -> Arrival:
+        """What admission needs of this connection: what the integrity ledger records of its
+        opening, and what the Safe Exam Browser check reads (skipped when the ticket was
+        issued to a request that passed it)."""
+        payload = {
             "connection_id": self.id,
             "worker": self.rt.worker_id,
             "user_agent": self.ws.headers.get("user-agent", "")[:200],
         }
+        return Arrival(
+            resumed=self.resumed,
+            payload=payload,
+            url=str(self.ws.url),
+            headers=self.ws.headers,
+            seb_verified=self.seb_verified,
+        )
 
     async def observe_superseded(
         self,

@@ -29,7 +29,6 @@ from delivery_service.live.keys import (
     session_channel,
 )
 from delivery_service.schemas import Timer, UserOut
-from delivery_service.services.greeting import Arrival
 
 if TYPE_CHECKING:
     from delivery_service.runtime import Runtime
@@ -84,14 +83,7 @@ class SessionConnection(LiveConnection):
     async def admit(self) -> None:
         """Proctor or student, and for a student the join and the connection's ledger entry:
         one transaction (services/greeting.py)."""
-        arrival = Arrival(
-            resumed=self.resumed,
-            payload=self.arrival(),
-            url=str(self.ws.url),
-            headers=self.ws.headers,
-            seb_verified=self.seb_verified,
-        )
-        admission = await self.rt.greeter.admit(self.who, self.session_id, arrival)
+        admission = await self.rt.greeter.admit(self.who, self.session_id, self.arrival())
         self.is_proctor = admission.proctor
         self.attempt_id = admission.attempt_id
         self._problem = admission.problem
