@@ -147,12 +147,12 @@ class Bus:
                 continue
             entries = next(replies) or []
             missed = [self._from_stream(channel, position[0], str(i), f or {}) for i, f in entries]
-            readings[channel] = self._resumed(channel, position, resume[channel], missed)
+            readings[channel] = self._resumed(position, resume[channel], missed)
         return readings
 
     @staticmethod
     def _resumed(
-        channel: str, position: tuple[str, int], client: tuple[str, int], missed: list[Event]
+        position: tuple[str, int], client: tuple[str, int], missed: list[Event]
     ) -> Reading:
         (epoch, last), (client_epoch, client_offset) = position, client
         if client_epoch != epoch or client_offset > last:

@@ -112,7 +112,6 @@ _READ_ATTEMPT_AND_CLOCK = {
     for dialect in ("postgresql", "sqlite")
 }
 
-Access = AttemptAccess
 R = TypeVar("R")
 
 
@@ -820,7 +819,7 @@ class AttemptService:
         self,
         principal: Principal,
         attempt_id: uuid.UUID,
-        access: Access,
+        access: AttemptAccess,
         decide: Callable[[Loaded], Awaitable[R]],
     ) -> R:
         """Run one decision in a transaction with optimistic locking; expire first if overdue."""
@@ -849,7 +848,7 @@ class AttemptService:
         s: AsyncSession,
         attempt_id: uuid.UUID,
         principal: Principal,
-        access: Access,
+        access: AttemptAccess,
         *,
         lock: bool,
     ) -> Loaded:
@@ -870,7 +869,7 @@ class AttemptService:
         s: AsyncSession,
         attempt_id: uuid.UUID,
         principal: Principal,
-        access: Access,
+        access: AttemptAccess,
         *,
         lock: bool,
     ) -> tuple[Attempt, Test]:
@@ -887,7 +886,7 @@ class AttemptService:
         attempt: Attempt | None,
         test: Test | None,
         principal: Principal,
-        access: Access,
+        access: AttemptAccess,
     ) -> tuple[Attempt, Test]:
         """The row, if `principal` may act on it with `access`; refused as REST refuses."""
         attempt_access(attempt_id, attempt.user_id if attempt else None, principal, access)

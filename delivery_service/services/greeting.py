@@ -157,17 +157,7 @@ class Greeter:
                     refused = check
                     kind = ev.SEB_CHECK_FAILED  # instead of the connection, which is refused
                     payload = seb_failure(check, arrival.url, found.test_id)
-            entry = Entry(
-                chain=attempt_chain(attempt_id),
-                type=kind,
-                source="server",
-                actor_id=principal.user_id,
-                candidate_id=principal.user_id,
-                attempt_id=attempt_id,
-                session_id=found.session_id,
-                payload=payload,
-            )
-            await self._ledger.append(s, entry, now)
+            await self._append(s, principal, found.session_id, attempt_id, kind, payload, now)
         if refused is not None:  # the refusal is on the ledger: committed, then refused
             raise SebRequired(refused.code, refused.message)
 
@@ -213,7 +203,7 @@ class Greeter:
         self,
         s: AsyncSession,
         principal: Principal,
-        session_id: uuid.UUID,
+        session_id: uuid.UUID | None,
         attempt_id: uuid.UUID | None,
         type_: str,
         payload: Mapping[str, Any],
@@ -221,9 +211,12 @@ class Greeter:
     ) -> None:
         """What the server saw, on the attempt's chain, or the student's place's before they
         have an attempt (as IntegrityService.observed chooses)."""
-        chain = attempt_chain(attempt_id) if attempt_id else participant_chain(
-            session_id, principal.user_id
-        )  # fmt: skip
+        if attempt_id is not None:
+            chain = attempt_chain(attempt_id)
+        elif session_id is not None:
+            chain = participant_chain(session_id, principal.user_id)
+        else:  # pragma: no cover - every caller names an attempt or a session
+            raise ValueError("an observation needs an attempt or a session")
         entry = Entry(
             chain=chain,
             type=type_,

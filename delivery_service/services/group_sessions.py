@@ -34,7 +34,7 @@ from delivery_service.schemas import (
     SessionStats,
     TimelineEntry,
 )
-from delivery_service.services.access import can_manage, class_for, session_for
+from delivery_service.services.access import class_for, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, Loaded, require_reason
 from delivery_service.services.classes import user_out
@@ -144,11 +144,6 @@ class SessionService:
             return await self.session_out(
                 s, await session_for(s, principal, session_id, manage=False)
             )
-
-    async def can_watch(self, principal: Principal, session_id: uuid.UUID) -> bool:
-        async with self._sessions() as s:
-            session = await session_for(s, principal, session_id, manage=False)
-            return await can_manage(s, principal, session.class_id)
 
     # ---- life cycle -----------------------------------------------------------------------
 
