@@ -559,6 +559,21 @@ async def _resuming_student(world: World) -> tuple[str, str]:
     return sid, ",".join(latest.values())
 
 
+def _notice_just_before(
+    world: World, monkeypatch: pytest.MonkeyPatch, target: Any, method: str, sid: str
+) -> None:
+    """Publish a notice ("meanwhile") on the session's channel each time, just before
+    `target.method` runs: an event landing at that point of a greeting."""
+    original = getattr(target, method)
+    bus = world.served.runtime.bus
+
+    async def with_a_notice_first(*args: Any, **kwargs: Any) -> Any:
+        await bus.publish(f"session:{sid}", "notice", {"message": "meanwhile"})
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(target, method, with_a_notice_first)
+
+
 def _notices_and_state(messages: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
     """The notices (message, offset) and the state syncs ("state", None), in order received."""
     return [
@@ -575,14 +590,7 @@ async def test_an_event_during_the_greeting_comes_after_the_state_it_is_newer_th
     """A notice published while the greeting reads the state from the database is sent after
     that state (sent before it, the older state would come last), missed events before it."""
     sid, resume = await _resuming_student(world)
-    runtime = world.served.runtime
-    read_state = runtime.greeter.state
-
-    async def state_with_a_notice_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        await runtime.bus.publish(f"session:{sid}", "notice", {"message": "meanwhile"})
-        return await read_state(*args, **kwargs)
-
-    monkeypatch.setattr(runtime.greeter, "state", state_with_a_notice_meanwhile)
+    _notice_just_before(world, monkeypatch, world.served.runtime.greeter, "state", sid)
     async with await session_socket(world.student, sid, last_event_id=resume) as student:
         assert (await student.until("connected"))["data"]["recovered"] is True
         await student.until("state_sync_response")
@@ -598,14 +606,7 @@ async def test_an_event_while_positions_are_read_arrives_once_and_in_order(
     socket twice (live, and in the stream): the student gets it once, after the one they
     missed, and before the state."""
     sid, resume = await _resuming_student(world)
-    runtime = world.served.runtime
-    read_positions = runtime.bus.read
-
-    async def read_with_a_notice_first(*args: Any, **kwargs: Any) -> Any:
-        await runtime.bus.publish(f"session:{sid}", "notice", {"message": "meanwhile"})
-        return await read_positions(*args, **kwargs)
-
-    monkeypatch.setattr(runtime.bus, "read", read_with_a_notice_first)
+    _notice_just_before(world, monkeypatch, world.served.runtime.bus, "read", sid)
     async with await session_socket(world.student, sid, last_event_id=resume) as student:
         await student.until("state_sync_response")
         await student.send("ping", {"client_time": 0})  # its reply comes after anything held
