@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from delivery_service.live.keys import Keys
 from delivery_service.live.timers import epoch_ms
@@ -21,21 +22,23 @@ class Presence:
         self._ttl_ms = ttl_ms
 
     async def touch(self, session_id: str, user_id: str, now: datetime) -> None:
-        key = self._keys.presence(session_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {user_id: epoch_ms(now) + self._ttl_ms})
-            pipe.pexpire(key, self._ttl_ms * 4)
+            self._mark(pipe, self._keys.presence(session_id), user_id, now)
             await pipe.execute()
 
     async def arrive(self, session_id: str, user_id: str, now: datetime) -> int:
         """Mark present, and how many are online now (one round trip: a join announces it)."""
         key = self._keys.presence(session_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {user_id: epoch_ms(now) + self._ttl_ms})
-            pipe.pexpire(key, self._ttl_ms * 4)
+            self._mark(pipe, key, user_id, now)
             pipe.zcount(key, epoch_ms(now), "+inf")
             *_, online = await pipe.execute()
         return int(online)
+
+    def _mark(self, pipe: Pipeline, key: str, user_id: str, now: datetime) -> None:
+        """Present until the TTL from now; the set itself outlives its last member a while."""
+        pipe.zadd(key, {user_id: epoch_ms(now) + self._ttl_ms})
+        pipe.pexpire(key, self._ttl_ms * 4)
 
     async def leave(self, session_id: str, user_id: str, now: datetime) -> int:
         """No longer present, and how many still are (one round trip: a leave announces it)."""
