@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="A Redis-backed, horizontally scaled, real-time exam server.",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
     )
     errors.install(app)
     app.add_middleware(RequestIds)

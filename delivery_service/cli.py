@@ -1,4 +1,5 @@
-"""`examserver`: demo, serve, cluster, migrate, seed-demo, ws-schema, verify-ledger."""
+"""`examserver`: demo, serve, cluster, migrate, seed-demo, ws-schema, verify-ledger,
+import-qti, export-qti, revoke-tokens."""
 
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     qti_out.add_argument("test_id", type=uuid.UUID)
     qti_out.add_argument("out", type=Path, help="the .zip to write")
     qti_out.add_argument("--as", dest="username", help="staff user recorded as the exporter")
+
+    revoke = sub.add_parser(
+        "revoke-tokens",
+        help="end every token and open socket of a user (a leaked token, a departed user)",
+    )
+    revoke.add_argument("username")
+    state = revoke.add_mutually_exclusive_group()
+    state.add_argument("--disable", action="store_true", help="also disable the account")
+    state.add_argument("--enable", action="store_true", help="enable a disabled account")
 
     args = parser.parse_args(argv)
     try:
@@ -158,6 +168,52 @@ def run_verify(args: argparse.Namespace) -> int:
         total = sum(r.events for r in results)
         print(f"{len(results)} chains, {total} events, {len(broken)} broken")
     return 1 if broken else 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    disable = True if args.disable else False if args.enable else None
+    found = asyncio.run(_revoke(Settings(), args.username, disable))
+    if found is None:
+        print(f"examserver: no user {args.username!r}", file=sys.stderr)
+        return 1
+    version, disabled = found
+    print(
+        f"{args.username}: every earlier token ended (token version {version}); "
+        f"account {'disabled' if disabled else 'enabled'}. Open sockets close within "
+        f"{2 * Settings().token_recheck_seconds:g}s."
+    )
+    return 0
+
+
+async def _revoke(
+    settings: Settings, username: str, disable: bool | None
+) -> tuple[int, bool] | None:
+    from sqlalchemy import select
+
+    from delivery_service.live.connection import create_redis
+    from delivery_service.live.keys import Keys
+    from delivery_service.services.revocation import Revocations
+    from delivery_service.storage.database import create_engine, create_sessionmaker
+    from delivery_service.storage.models import User
+
+    engine = create_engine(settings)
+    redis = create_redis(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        connect_timeout=settings.redis_connect_timeout_seconds,
+    )
+    sessions = create_sessionmaker(engine)
+    try:
+        async with sessions() as s:
+            user_id = await s.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
+            return None
+        revocations = Revocations(sessions=sessions, redis=redis, keys=Keys(settings.redis_prefix),
+                                  ttl_seconds=settings.token_recheck_seconds)  # fmt: skip
+        return await revocations.revoke(user_id, disable=disable)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
 
 
 async def _verify(settings: Settings, attempt: uuid.UUID | None) -> list[Any]:
@@ -332,6 +388,7 @@ COMMANDS = {
     "cluster": run_cluster,
     "import-qti": run_import_qti,
     "export-qti": run_export_qti,
+    "revoke-tokens": run_revoke,
 }
 
 

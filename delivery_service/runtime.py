@@ -42,7 +42,8 @@ from delivery_service.services.greeting import Greeter
 from delivery_service.services.group_sessions import SessionService
 from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
-from delivery_service.services.security import TokenService
+from delivery_service.services.revocation import Revocations
+from delivery_service.services.security import DeviceCookies, TokenService
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -73,6 +74,7 @@ class Runtime:
     tickets: Tickets
     tokens: TokenService
     accounts: AccountService
+    revocations: Revocations
     catalog: CatalogService
     bank: ItemBankService
     attempts: AttemptService
@@ -99,7 +101,12 @@ class Runtime:
 
         engine = create_engine(settings)
         sessions = create_sessionmaker(engine)
-        redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
+        redis = create_redis(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            socket_timeout=settings.redis_socket_timeout_seconds,
+            connect_timeout=settings.redis_connect_timeout_seconds,
+        )
         keys = Keys(settings.redis_prefix)
         scripts = Scripts.register(redis)
         clock = ServerClock()
@@ -120,6 +127,9 @@ class Runtime:
             ttl_seconds=settings.jwt_ttl_seconds,
         )
         ledger = Ledger(settings.ledger_key.encode())
+        revocations = Revocations(
+            sessions=sessions, redis=redis, keys=keys, ttl_seconds=settings.token_recheck_seconds
+        )
         item_cache = ItemCache()
         attempts = AttemptService(
             sessions=sessions,
@@ -157,13 +167,16 @@ class Runtime:
                 sessions=sessions,
                 tokens=tokens,
                 throttle=LoginThrottle(
-                    redis,
                     keys,
+                    scripts,
                     max_failures=settings.login_max_failures,
+                    max_per_address=settings.login_max_per_address,
                     window_seconds=settings.login_window_seconds,
                 ),
+                devices=DeviceCookies(settings.jwt_secret),
                 hash_cost=settings.password_hash_cost,
             ),
+            revocations=revocations,
             catalog=CatalogService(sessions=sessions, ledger=ledger),
             bank=ItemBankService(sessions=sessions, ledger=ledger),
             attempts=attempts,
@@ -207,6 +220,7 @@ class Runtime:
             asyncio.create_task(self.sweeper.run(), name="sweeper"),
             asyncio.create_task(self._clock_loop(), name="clock"),
             asyncio.create_task(watch_loop(self.metrics.loop_lag.observe), name="loop watch"),
+            asyncio.create_task(self._recheck_loop(), name="token recheck"),
         ]
         self.gc_watch.install()
 
@@ -241,23 +255,57 @@ class Runtime:
             except Exception:
                 log.warning("clock sync with the database failed", exc_info=True)
 
+    async def _recheck_loop(self) -> None:
+        """Close the open sockets whose user's tokens were revoked (or who was disabled)
+        since they opened: a token cannot be recalled, so its sockets are re-checked."""
+        while True:
+            await asyncio.sleep(self.settings.token_recheck_seconds)
+            try:
+                await self.recheck_sockets()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("re-checking the sockets' tokens failed", exc_info=True)
+
+    async def recheck_sockets(self) -> int:
+        """One re-check of every open socket's token; how many were closed."""
+        open_sockets = [c for c in self.sockets if c.principal is not None]
+        current = await self.revocations.current(c.who.user_id for c in open_sockets)
+        revoked = [c for c in open_sockets if current.get(c.who.user_id) != c.who.token_version]
+        for connection in revoked:
+            connection.revoke()
+        return len(revoked)
+
     async def readiness(self) -> dict[str, bool]:
         """What /readyz reports: each dependency answers, and the loops are alive."""
-        checks = {"database": False, "redis": False}
-        try:
+        limit = self.settings.readiness_timeout_seconds
+
+        async def database() -> bool:
             async with self.sessions() as s:
                 await s.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception:
-            log.warning("readiness: database check failed", exc_info=True)
-        try:
-            checks["redis"] = bool(await self.redis.ping())
-        except Exception:
-            log.warning("readiness: redis check failed", exc_info=True)
+            return True
+
+        async def redis() -> bool:
+            return bool(await self.redis.ping())
+
+        # Both at once, each bounded: a load balancer asks often and must get an answer while
+        # a dependency hangs, not a connection closed after its own timeout.
+        database_up, redis_up = await asyncio.gather(
+            _answers("database", database(), limit), _answers("redis", redis(), limit)
+        )
+        checks = {"database": database_up, "redis": redis_up}
         checks["pubsub"] = self.bus.healthy
         checks["sweeper"] = self.sweeper.healthy
         checks["draining"] = self.draining
         return checks
+
+
+async def _answers(name: str, check: Awaitable[bool], seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(check, timeout=seconds)
+    except Exception:
+        log.warning("readiness: %s check failed", name, exc_info=True)
+        return False
 
 
 async def _finished(task: asyncio.Task[None]) -> None:

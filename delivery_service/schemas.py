@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     model_validator,
 )
 
@@ -200,8 +201,19 @@ class Completion(BaseModel):
     )
 
 
+# JSON has no UUID or date-time type: they arrive as strings, which a strict model would
+# refuse (FastAPI validates the parsed body as Python objects). Ids and times in client input
+# are declared with these.
+Id = Annotated[uuid.UUID, Strict(False)]
+When = Annotated[datetime, Strict(False)]
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Client input over REST is as strict as over the sockets: unknown fields are refused,
+    "5" is not a number and "yes" is not a boolean (a lax parse would accept an answer's
+    `client_seq` in a form the socket refuses)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TestIn(StrictModel):
@@ -302,7 +314,7 @@ class UserOut(BaseModel):
 class ClassIn(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(None, max_length=2000)
-    teacher_ids: list[uuid.UUID] = Field(
+    teacher_ids: list[Id] = Field(
         default_factory=list, description="more teachers; a teacher creating it is always one"
     )
 
@@ -315,7 +327,7 @@ class ClassUpdate(StrictModel):
 class MemberIn(StrictModel):
     """Name a user by id or by username."""
 
-    user_id: uuid.UUID | None = Field(
+    user_id: Id | None = Field(
         None, validation_alias=AliasChoices("user_id", "student_id", "teacher_id")
     )
     username: str | None = Field(None, min_length=1, max_length=64)
@@ -332,17 +344,21 @@ class ClassOut(BaseModel):
     name: str
     description: str | None
     state: str
-    teachers: list[UserOut]
-    students: list[UserOut]
+    teachers: list[UserOut] | None = Field(
+        description="the class's teachers; null for a student (rosters are for staff)"
+    )
+    students: list[UserOut] | None = Field(
+        description="the enrolled students; null for a student (rosters are for staff)"
+    )
     created_at: UtcTime
     updated_at: UtcTime | None
 
 
 class SessionIn(StrictModel):
-    class_id: uuid.UUID
-    test_id: uuid.UUID
+    class_id: Id
+    test_id: Id
     title: str = Field(min_length=1, max_length=200)
-    scheduled_at: datetime
+    scheduled_at: When
 
 
 class SessionOut(BaseModel):
@@ -372,7 +388,7 @@ class AccommodationIn(StrictModel):
 
 class NoticeIn(StrictModel):
     message: str = Field(min_length=1, max_length=2000)
-    student_id: uuid.UUID | None = Field(None, description="one student; all when omitted")
+    student_id: Id | None = Field(None, description="one student; all when omitted")
 
 
 class ParticipantView(BaseModel):

@@ -27,6 +27,27 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         100, description="per worker; callers wait for a free one rather than fail"
     )
+    # A backing service that stops answering must cost a request seconds, not forever: past
+    # these, the request answers 503 (`database_unavailable`, `redis_unavailable`) and the
+    # client retries, instead of a worker piling up requests behind a dead link.
+    database_connect_timeout_seconds: float = Field(
+        5.0, description="opening a database connection gives up after this"
+    )
+    database_command_timeout_seconds: float = Field(
+        10.0, description="one database statement gives up after this (PostgreSQL)"
+    )
+    database_pool_timeout_seconds: float = Field(
+        10.0, description="waiting for a free pooled database connection gives up after this"
+    )
+    redis_connect_timeout_seconds: float = Field(
+        3.0, description="opening a Redis connection gives up after this"
+    )
+    redis_socket_timeout_seconds: float = Field(
+        5.0, description="one Redis command gives up after this (a stalled Redis)"
+    )
+    readiness_timeout_seconds: float = Field(
+        2.0, description="/readyz reports a dependency down when it has not answered by then"
+    )
 
     jwt_secret: str = INSECURE_SECRET
     jwt_issuer: str = "examserver"
@@ -37,9 +58,27 @@ class Settings(BaseSettings):
         description="seals the integrity ledger (HMAC); keep it, or old chains cannot be verified",
     )
     password_hash_cost: int = Field(2**14, description="scrypt N; lower only in tests")
-    login_max_failures: int = Field(10, description="failed logins per user before a pause")
+    login_max_failures: int = Field(
+        10,
+        description="sign-in attempts at one account from one address (or one signed-in "
+        "browser) per window, before a pause",
+    )
+    login_max_per_address: int = Field(
+        100, description="failed sign-in attempts from one address per window, any accounts"
+    )
     login_window_seconds: int = 300
+    token_recheck_seconds: float = Field(
+        30.0,
+        description="how long a worker trusts its copy of a user's token state, and how often "
+        "it re-checks the users of its open sockets (a revoked token's socket closes within "
+        "about twice this)",
+    )
 
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        description="largest request body accepted over REST (413 beyond); a QTI package "
+        "upload has its own, larger limit",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="origins allowed to open WebSockets besides the server's own host",

@@ -16,7 +16,7 @@ import websockets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.services.security import hash_password
-from delivery_service.storage.models import User
+from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, User
 
 TEST_SECRET = "test-secret-for-the-examserver-suite-0123456789"
 PASSWORD = "correct horse battery staple"
@@ -59,6 +59,26 @@ async def add_user(
         s.add(user)
         await s.flush()
         return user.id
+
+
+HOMEROOM = "Homeroom"
+
+
+async def add_class(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    *,
+    teachers: list[uuid.UUID],
+    students: list[uuid.UUID],
+) -> uuid.UUID:
+    async with sessions() as s, s.begin():
+        now = datetime.now(UTC)
+        klass = Class(name=name, state="active", created_by=teachers[0], created_at=now)
+        s.add(klass)
+        await s.flush()
+        s.add_all(ClassTeacher(class_id=klass.id, user_id=t) for t in teachers)
+        s.add_all(ClassStudent(class_id=klass.id, user_id=u, enrolled_at=now) for u in students)
+        return klass.id
 
 
 class Api:

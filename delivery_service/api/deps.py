@@ -35,9 +35,13 @@ async def current_user(
     if credentials is None:
         raise ApiError(401, "unauthorized", "a bearer token is required")
     try:
-        return runtime.tokens.verify(credentials.credentials)
+        principal = runtime.tokens.verify(credentials.credentials)
     except jwt.InvalidTokenError as exc:
         raise ApiError(401, "unauthorized", f"the token is not valid: {exc}") from exc
+    # A signature proves who the token was issued to, not that it still speaks for them.
+    if not await runtime.revocations.allows(principal):
+        raise ApiError(401, "token_revoked", "this sign-in was revoked; sign in again")
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -12,11 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery_service.domain.errors import Conflict, DomainError, Unprocessable
+from delivery_service.storage.database import DatabaseUnavailable
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_credentials": 401,
@@ -40,11 +41,20 @@ STATUS_BY_CODE: dict[str, int] = {
     "reason_required": 422,
     "invalid_policy": 422,
     "seb_required": 403,
+    "account_disabled": 403,
     "seb_key_invalid": 403,
     "ledger_staff_only": 403,
     "review_not_allowed": 403,
 }
 
+
+# Starlette's own HTTP errors (routing, the body-size limit), by status.
+HTTP_CODES = {
+    400: "invalid_json",  # FastAPI could not parse the body (e.g. nested beyond the parser's limit)
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 UNAVAILABLE = {
     "redis_unavailable": "live state is unavailable; retry shortly",
@@ -71,7 +81,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "not found, or not yours (`…_not_found`)",
         409: "conflicts with the current state (`invalid_transition`, `deadline_passed`, …)",
         422: "invalid input (`validation_error`, `invalid_response`, `unknown_item`, …)",
-        429: "too many attempts (`too_many_attempts`)",
+        413: "the request body is larger than allowed (`payload_too_large`)",
+        429: "too many attempts (`too_many_attempts`); `Retry-After` says when to try again",
+        503: "the database or Redis is unavailable (`database_unavailable`, "
+        "`redis_unavailable`); retry after `Retry-After` seconds",
     }.items()
 }
 
@@ -91,7 +104,9 @@ def unavailable_code(error: BaseException) -> str | None:
     happened (Redis down, the database down or its connection pool exhausted under load)."""
     if isinstance(error, RedisError):
         return "redis_unavailable"
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+    if isinstance(error, DatabaseUnavailable | OperationalError | InterfaceError | PoolTimeout):
+        return "database_unavailable"
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
         return "database_unavailable"
     return None
 
@@ -131,7 +146,9 @@ def install(app: FastAPI) -> None:
     async def domain(_: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, DomainError):
             raise exc
-        return _json(status_for(exc), error_body(exc.code, exc.message, exc.details))
+        wait = exc.details.get("retry_after_seconds")
+        headers = {"Retry-After": str(int(wait))} if isinstance(wait, int | float) else None
+        return _json(status_for(exc), error_body(exc.code, exc.message, exc.details), headers)
 
     async def api(_: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, ApiError):
@@ -152,7 +169,7 @@ def install(app: FastAPI) -> None:
     async def http(_: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, StarletteHTTPException):
             raise exc
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         return _json(exc.status_code, error_body(code, str(exc.detail)))
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -163,10 +180,16 @@ def install(app: FastAPI) -> None:
         code = unavailable_code(exc) or "database_unavailable"
         return _json(503, error_body(code, UNAVAILABLE[code]), {"Retry-After": "2"})
 
-    app.add_exception_handler(RedisError, unavailable)
-    app.add_exception_handler(OperationalError, unavailable)
-    app.add_exception_handler(InterfaceError, unavailable)
-    app.add_exception_handler(PoolTimeout, unavailable)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        """Anything else: still the error shape a client parses, never a bare text page.
+        (Starlette logs the exception with its traceback after this answer.)"""
+        if unavailable_code(exc) is not None:
+            return await unavailable(request, exc)
+        return _json(500, error_body("internal_error", "the server failed; retry"))
+
+    for kind in (RedisError, DatabaseUnavailable, OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(kind, unavailable)
+    app.add_exception_handler(Exception, failed)
     app.add_exception_handler(DomainError, domain)
     app.add_exception_handler(ApiError, api)
     app.add_exception_handler(RequestValidationError, invalid)

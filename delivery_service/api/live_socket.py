@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
 from fastapi import WebSocket
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -59,6 +59,9 @@ CLOSE_OVERLOADED = 1013
 CLOSE_RESTART = 1012
 
 _CLOSE = object()
+
+#: the claims that bind a WebSocket ticket to one socket (POST /ws-tickets)
+TICKET_SCOPES = ("attempt_id", "session_id")
 
 
 class SupersededError(DomainError):
@@ -121,6 +124,9 @@ class SocketRegistry:
     def __len__(self) -> int:
         return len(self._open)
 
+    def __iter__(self) -> Iterator[LiveConnection]:
+        return iter(list(self._open))
+
     def add(self, connection: LiveConnection) -> None:
         self._open.add(connection)
 
@@ -135,12 +141,16 @@ class SocketRegistry:
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
-    """CORS does not cover WebSockets: accept the page's own host or an exact allow-list entry.
-    Non-browser clients send no Origin and cannot be tricked into cross-site requests."""
+    """CORS does not cover WebSockets: accept the page's own origin (scheme and host: a page
+    served over https may not open this server's plain-ws socket, nor the other way round) or
+    an exact allow-list entry. Non-browser clients send no Origin and cannot be tricked into
+    cross-site requests."""
     origin = websocket.headers.get("origin")
     if origin is None or origin in allowed:
         return True
-    return urlsplit(origin).netloc == websocket.headers.get("host")
+    page = urlsplit(origin)
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return page.scheme == scheme and page.netloc == websocket.headers.get("host")
 
 
 class LiveConnection:
@@ -217,9 +227,7 @@ class LiveConnection:
         ticket = self.ws.query_params.get("ticket")
         if ticket is not None:
             claims = await self.rt.tickets.redeem(ticket)
-            claim, expected = self.ticket_scope
-            bound = claims.get(claim) if claims else None
-            if claims is None or bound not in (None, expected):
+            if claims is None or not self._ticket_fits(claims):
                 await self.ws.close(code=CLOSE_UNAUTHORIZED)
                 return
             self.principal = Principal.from_claims(claims)
@@ -230,6 +238,16 @@ class LiveConnection:
             self.principal = await self._first_message_auth()
             if self.principal is None:
                 return
+        try:
+            valid = await self.rt.revocations.allows(self.principal)
+        except Exception as exc:
+            if (code := self._unavailable(exc, "token check")) is None:
+                raise
+            await self._reject(code, UNAVAILABLE[code], CLOSE_OVERLOADED)
+            return
+        if not valid:  # the user was disabled or their tokens revoked since it was issued
+            await self._reject("token_revoked", "this sign-in was revoked; sign in again")
+            return
         release = await self.rt.sockets.greeting()
         if release is None:
             self.rt.metrics.connections_refused.labels("busy").inc()
@@ -241,6 +259,16 @@ class LiveConnection:
             await self._greet_and_serve(release)
         finally:
             release()
+
+    def _ticket_fits(self, claims: Mapping[str, Any]) -> bool:
+        """A ticket bound to a socket (an attempt's or a session's) opens that one only; an
+        unbound ticket opens any the user may use."""
+        claim, expected = self.ticket_scope
+        for scope in TICKET_SCOPES:
+            bound = claims.get(scope)
+            if bound is not None and (scope != claim or bound != expected):
+                return False
+        return True
 
     async def _greet_and_serve(self, release: Callable[[], None]) -> None:
         """Admit, greet (holding a greeting slot until `release`), then serve until closed."""
@@ -459,6 +487,13 @@ class LiveConnection:
     async def release_ownership(self, scope: str) -> bool:
         return await self.rt.owners.release(scope, str(self.who.user_id), self.id)
 
+    def revoke(self) -> None:
+        """The user's tokens were revoked (or the user disabled): tell them and close 4401;
+        the reader stops before the next message."""
+        if not self._closing:
+            self.push(p.Error(data=p.ErrorData(code="token_revoked", message="sign in again")))
+            self.close(CLOSE_UNAUTHORIZED, "token revoked")
+
     def supersede(self) -> None:
         if not self._closing:
             self.push(p.Superseded())
@@ -479,8 +514,8 @@ class LiveConnection:
                 return
             except (WebSocketDisconnect, RuntimeError):
                 return
-            if message["type"] == "websocket.disconnect":
-                return
+            if message["type"] == "websocket.disconnect" or self._closing:
+                return  # closing (revoked, superseded, drained): nothing more is processed
             raw = message.get("text")
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", "replace")
@@ -495,9 +530,14 @@ class LiveConnection:
             await self._violation("rate_limited", "too many messages; slow down")
             return
         try:
-            body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            await self._violation("invalid_json", f"not JSON: {exc.msg}")
+            # pydantic's parser, not json.loads: it refuses nesting deeper than 200 levels
+            # with a ValueError, where json.loads recursed until a RecursionError escaped.
+            body = from_json(raw)
+        except ValueError as exc:
+            if "recursion limit" in str(exc):
+                await self._violation("invalid_message", "the message is nested too deeply")
+            else:
+                await self._violation("invalid_json", f"not JSON: {exc}")
             return
         msg_id = body.get("id") if isinstance(body, dict) else None
         re = msg_id if isinstance(msg_id, str) and len(msg_id) <= 64 else None

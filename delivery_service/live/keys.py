@@ -37,8 +37,22 @@ class Keys:
     def presence(self, session_id: str) -> str:
         return f"{self.prefix}:presence:{{s:{session_id}}}"
 
-    def login_failures(self, username: str) -> str:
-        return f"{self.prefix}:login-failures:{username.lower()}"
+    def login_source(self, source: str) -> str:
+        """Login attempts from one client address (its buckets share a hash tag: one script
+        counts them together)."""
+        return f"{self.prefix}:login:{{src:{source}}}"
+
+    def login_account(self, username: str, source: str) -> str:
+        """Login attempts at one username from one client address."""
+        return f"{self.login_source(source)}:account:{username.lower()}"
+
+    def login_device(self, device: str) -> str:
+        """Login attempts from one browser that signed in before (its device cookie's id)."""
+        return f"{self.prefix}:login:device:{device}"
+
+    def token_version(self, user_id: str) -> str:
+        """A cached copy of the user's token version ("off": disabled or gone)."""
+        return f"{self.prefix}:user:{user_id}:tv"
 
     def ticket(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket}"

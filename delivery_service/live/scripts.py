@@ -17,6 +17,8 @@ class Scripts:
     claim_due: AsyncScript
     refresh_owner: AsyncScript
     release_owner: AsyncScript
+    count_login: AsyncScript
+    refund_login: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -28,4 +30,6 @@ class Scripts:
             claim_due=load("claim_due"),
             refresh_owner=load("refresh_owner"),
             release_owner=load("release_owner"),
+            count_login=load("count_login"),
+            refund_login=load("refund_login"),
         )

@@ -1,7 +1,11 @@
-"""Who may manage or see a class and its sessions (source 002's validate_websocket_access).
+"""Who may manage or see a class, its sessions and its candidates' attempts (source 002's
+validate_websocket_access).
 
 Admins may do everything; a teacher manages the classes they teach; a student sees the classes
-they are enrolled in and their sessions. One module, so REST and WebSocket agree.
+they are enrolled in and their sessions. An attempt belongs to its session's class, or, taken
+self-paced, to every class its candidate is enrolled in: its candidate and the teachers of that
+class may see it, and only those teachers (and admins) may act on it as staff. One module, so
+every REST route, socket and query decides on the same rule.
 """
 
 from __future__ import annotations
@@ -9,22 +13,21 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Label, bindparam, exists, select
+from sqlalchemy import ColumnElement, Label, and_, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
 from delivery_service.domain.errors import Forbidden, NotFound
 from delivery_service.services.security import Principal
-from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, GroupSession
-
-
-async def teaches(s: AsyncSession, user_id: uuid.UUID, class_id: uuid.UUID) -> bool:
-    return await s.get(ClassTeacher, (class_id, user_id)) is not None
-
-
-async def enrolled(s: AsyncSession, user_id: uuid.UUID, class_id: uuid.UUID) -> bool:
-    return await s.get(ClassStudent, (class_id, user_id)) is not None
+from delivery_service.storage.models import (
+    Attempt,
+    Class,
+    ClassStudent,
+    ClassTeacher,
+    GroupSession,
+    User,
+)
 
 
 def manages(principal: Principal, *, teaches_class: bool) -> bool:
@@ -36,19 +39,6 @@ def sees(principal: Principal, *, teaches_class: bool, enrolled_in_class: bool) 
     return manages(principal, teaches_class=teaches_class) or (
         principal.role == "student" and enrolled_in_class
     )
-
-
-async def can_manage(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
-    teacher = principal.role == "teacher"
-    return manages(
-        principal, teaches_class=teacher and await teaches(s, principal.user_id, class_id)
-    )
-
-
-async def can_see(s: AsyncSession, principal: Principal, class_id: uuid.UUID) -> bool:
-    if await can_manage(s, principal, class_id):
-        return True
-    return principal.role == "student" and await enrolled(s, principal.user_id, class_id)
 
 
 async def class_for(
@@ -102,6 +92,59 @@ def membership(
     return teaches_it.label("teaches"), enrolled_in_it.label("enrolled")
 
 
+def teaches_attempt(
+    session_id: ColumnElement[uuid.UUID | None] | InstrumentedAttribute[uuid.UUID | None],
+    candidate_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+    user: BindParameter[uuid.UUID] | None = None,
+) -> ColumnElement[bool]:
+    """Whether `user` (by default the `user_id` parameter) teaches the class an attempt belongs
+    to: its session's class, or for a self-paced attempt a class its candidate is enrolled in.
+    A condition on the attempt's columns, for a statement that loads or lists attempts."""
+    user = user if user is not None else bindparam("user_id")
+    via_session = exists().where(
+        GroupSession.id == session_id,
+        ClassTeacher.class_id == GroupSession.class_id,
+        ClassTeacher.user_id == user,
+    )
+    via_enrolment = exists().where(
+        ClassStudent.user_id == candidate_id,
+        ClassTeacher.class_id == ClassStudent.class_id,
+        ClassTeacher.user_id == user,
+    )
+    return or_(
+        and_(session_id.is_not(None), via_session), and_(session_id.is_(None), via_enrolment)
+    )
+
+
+def attempts_managed_by(
+    principal: Principal,
+    session_id: ColumnElement[uuid.UUID | None] | InstrumentedAttribute[uuid.UUID | None],
+    candidate_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+) -> ColumnElement[bool] | None:
+    """The condition a staff listing of attempts filters by (None: an admin sees them all).
+    Only for staff: a candidate's listings filter by their own id."""
+    if principal.role == "admin":
+        return None
+    return teaches_attempt(session_id, candidate_id, bindparam("managing_user", principal.user_id))
+
+
+def members_of_classes_taught_by(principal: Principal) -> ColumnElement[bool]:
+    """A condition on users: a student or teacher of a class `principal` teaches."""
+    taught = select(ClassTeacher.class_id).where(ClassTeacher.user_id == principal.user_id)
+    return or_(
+        User.id.in_(select(ClassStudent.user_id).where(ClassStudent.class_id.in_(taught))),
+        User.id.in_(select(ClassTeacher.user_id).where(ClassTeacher.class_id.in_(taught))),
+    )
+
+
+def sessions_taught_by(principal: Principal) -> ColumnElement[bool]:
+    """A condition on sessions: one of a class `principal` teaches."""
+    return exists().where(
+        ClassTeacher.class_id == GroupSession.class_id,
+        ClassTeacher.user_id == principal.user_id,
+    )
+
+
 def _keys(principal: Principal, **ids: uuid.UUID) -> dict[str, uuid.UUID]:
     return {"user_id": principal.user_id, **ids}
 
@@ -134,15 +177,59 @@ AttemptAccess = Literal["owner", "read", "staff"]
 
 
 def attempt_access(
-    attempt_id: uuid.UUID, owner_id: uuid.UUID | None, principal: Principal, access: AttemptAccess
+    attempt_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    principal: Principal,
+    access: AttemptAccess,
+    *,
+    teaches: bool = False,
 ) -> None:
-    """Whether `principal` may act on the attempt owned by `owner_id` (None: no such attempt).
-    Read: its candidate or staff; owner: its candidate only; staff: staff only. Others are not
-    told it exists."""
+    """Whether `principal` may act on the attempt owned by `owner_id` (None: no such attempt),
+    `teaches` saying whether they teach its class (`teaches_attempt`; only read for teachers).
+    Read: its candidate or its class's staff; owner: its candidate only; staff: its class's
+    staff only. Staff of other classes are refused (403); students are not told it exists."""
     owner = owner_id is not None and owner_id == principal.user_id
-    if owner_id is None or not (owner or principal.is_staff):
+    staff = manages(principal, teaches_class=teaches)
+    if owner_id is None or not (owner or staff):
+        if owner_id is not None and principal.is_staff:
+            raise Forbidden("this attempt belongs to a class you do not teach")
         raise NotFound("attempt", attempt_id)
     if access == "owner" and not owner:
         raise Forbidden("only the candidate can do this in their own attempt")
-    if access == "staff" and not principal.is_staff:
+    if access == "staff" and not staff:
         raise Forbidden("only a proctor or an admin can do this")
+
+
+async def check_attempt(
+    s: AsyncSession,
+    principal: Principal,
+    attempt_id: uuid.UUID,
+    attempt: Attempt | None,
+    access: AttemptAccess,
+) -> Attempt:
+    """`attempt_access` for an attempt row already loaded (None: not found): whether the
+    principal teaches its class is read only when the decision needs it."""
+    teaches = False
+    if attempt is not None and needs_teaches(principal, access):
+        teaches = bool(
+            await s.scalar(
+                _TEACHES_ATTEMPT, {"attempt_id": attempt.id, "user_id": principal.user_id}
+            )
+        )
+    attempt_access(
+        attempt_id, attempt.user_id if attempt else None, principal, access, teaches=teaches
+    )
+    if attempt is None:  # pragma: no cover - refused just above
+        raise NotFound("attempt", attempt_id)
+    return attempt
+
+
+def needs_teaches(principal: Principal, access: AttemptAccess) -> bool:
+    """Whether deciding `access` for `principal` needs `teaches_attempt` read: only a teacher's
+    read or staff access does (an admin manages all, a student none, an owner is the owner)."""
+    return principal.role == "teacher" and access != "owner"
+
+
+_TEACHES_ATTEMPT = select(teaches_attempt(Attempt.session_id, Attempt.user_id)).where(
+    Attempt.id == bindparam("attempt_id")
+)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.domain.errors import DomainError
-from delivery_service.live.throttle import LoginThrottle
+from delivery_service.domain.errors import DomainError, Forbidden
+from delivery_service.live.throttle import Attempt, LoginThrottle
 from delivery_service.services.security import (
+    DeviceCookies,
     Principal,
     TokenService,
     hash_password,
@@ -26,6 +29,17 @@ class TooManyAttempts(DomainError):
     code = "too_many_attempts"
 
 
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    principal: Principal
+    device_cookie: str  # set on the browser: its next sign-ins count apart (live/throttle.py)
+
+
 class AccountService:
     def __init__(
         self,
@@ -33,20 +47,28 @@ class AccountService:
         sessions: async_sessionmaker[AsyncSession],
         tokens: TokenService,
         throttle: LoginThrottle,
+        devices: DeviceCookies,
         hash_cost: int,
     ) -> None:
         self._sessions = sessions
         self._tokens = tokens
         self._throttle = throttle
+        self._devices = devices
         # Verified against for unknown users, so a wrong username costs as long as a wrong
         # password and the response time does not reveal which usernames exist.
         self._decoy = hash_password("decoy", cost=hash_cost)
 
-    async def login(self, username: str, password: str) -> tuple[str, Principal]:
-        if await self._throttle.blocked(username):
+    async def login(
+        self, username: str, password: str, *, source: str, device_cookie: str | None = None
+    ) -> SignedIn:
+        """Counted by the throttle before the password is checked; a disabled account is
+        refused only after the right password (a guesser learns nothing of it)."""
+        attempt = Attempt(username, source, self._devices.device_of(device_cookie, username))
+        wait = await self._throttle.admit(attempt)
+        if wait > 0:
             raise TooManyAttempts(
-                "too many failed logins for this user; try again later",
-                retry_after_seconds=self._throttle.window_seconds,
+                "too many sign-in attempts from here; try again later",
+                retry_after_seconds=math.ceil(wait),
             )
         async with self._sessions() as s:
             user = await s.scalar(select(User).where(User.username == username))
@@ -54,8 +76,9 @@ class AccountService:
         stored = self._decoy if user is None else user.password_hash
         matches = await asyncio.to_thread(verify_password, password, stored)
         if user is None or not matches:
-            await self._throttle.failed(username)
             raise InvalidCredentials("wrong username or password")
-        await self._throttle.succeeded(username)
-        principal = Principal(user.id, user.username, user.role)  # type: ignore[arg-type]
-        return self._tokens.issue(principal), principal
+        await self._throttle.succeeded(attempt)
+        if user.disabled:
+            raise AccountDisabled("this account is disabled; ask an administrator")
+        principal = Principal(user.id, user.username, user.role, user.token_version)  # type: ignore[arg-type]
+        return SignedIn(self._tokens.issue(principal), principal, self._devices.issue(username))

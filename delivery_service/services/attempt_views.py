@@ -21,7 +21,7 @@ from sqlalchemy.sql import Select
 
 from delivery_service.domain.timing import timer_view
 from delivery_service.schemas import AttemptView, ItemSummary, Timer
-from delivery_service.services.access import attempt_access
+from delivery_service.services.access import attempt_access, needs_teaches, teaches_attempt
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value
@@ -163,8 +163,20 @@ async def read_view(
 ) -> AttemptView:
     """The attempt as `principal` may see it (refused as REST refuses), in one statement."""
     dialect = s.get_bind().dialect.name
-    rows = (await s.execute(_statement(dialect), {"attempt_id": attempt_id})).all()
-    attempt_access(attempt_id, rows[0].user_id if rows else None, principal, "read")
+    teaches = needs_teaches(principal, "read")
+    rows = (
+        await s.execute(
+            _statement(dialect, teaches=teaches),
+            {"attempt_id": attempt_id, "user_id": principal.user_id},
+        )
+    ).all()
+    attempt_access(
+        attempt_id,
+        rows[0].user_id if rows else None,
+        principal,
+        "read",
+        teaches=teaches and bool(rows and rows[0].teaches),
+    )
     first = rows[0]
     states = {
         row.state_item_id: _State(row.state_response, row.state_flagged)
@@ -182,9 +194,10 @@ async def read_view(
     )
 
 
-def _statement(dialect: str) -> Select[Any]:
-    """The attempt row with its test's settings, one row per item state (or one with none)."""
-    statement = _STATEMENTS.get(dialect)
+def _statement(dialect: str, *, teaches: bool) -> Select[Any]:
+    """The attempt row with its test's settings, one row per item state (or one with none);
+    with `teaches`, whether the `user_id` parameter teaches the attempt's class."""
+    statement = _STATEMENTS.get((dialect, teaches))
     if statement is None:
         attempts, tests, states = Attempt.__table__, Test.__table__, ItemState.__table__
         responses = ResponseEvent.__table__
@@ -193,7 +206,7 @@ def _statement(dialect: str) -> Select[Any]:
             .where(responses.c.attempt_id == attempts.c.id)
             .scalar_subquery()
         )
-        statement = _STATEMENTS[dialect] = (
+        statement = (
             select(
                 attempts,
                 tests.c.time_limit_seconds,
@@ -210,8 +223,13 @@ def _statement(dialect: str) -> Select[Any]:
             .outerjoin(states, states.c.attempt_id == attempts.c.id)
             .where(attempts.c.id == bindparam("attempt_id"))
         )
+        if teaches:
+            statement = statement.add_columns(
+                teaches_attempt(attempts.c.session_id, attempts.c.user_id).label("teaches")
+            )
+        _STATEMENTS[(dialect, teaches)] = statement
     return statement
 
 
-# Built once per dialect (the clock column differs).
-_STATEMENTS: dict[str, Select[Any]] = {}
+# Built once per dialect (the clock column differs) and access check.
+_STATEMENTS: dict[tuple[str, bool], Select[Any]] = {}

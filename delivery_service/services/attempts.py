@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -58,7 +58,14 @@ from delivery_service.schemas import (
     Timer,
 )
 from delivery_service.services import adaptive
-from delivery_service.services.access import AttemptAccess, attempt_access
+from delivery_service.services.access import (
+    AttemptAccess,
+    attempt_access,
+    attempts_managed_by,
+    membership,
+    needs_teaches,
+    teaches_attempt,
+)
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempt_views import attempt_view, read_view, timer_of
 from delivery_service.services.bank import available_items, candidate_of
@@ -105,12 +112,29 @@ _ATTEMPT_AND_TEST = (
     .where(Attempt.id == bindparam("attempt_id"))
     .execution_options(populate_existing=True)
 )
-_LOCK_ATTEMPT = _ATTEMPT_AND_TEST.with_for_update(of=Attempt)
-# An unlocked read waits for nothing between the row and the clock: one statement reads both.
-_READ_ATTEMPT_AND_CLOCK = {
-    dialect: _ATTEMPT_AND_TEST.add_columns(clock_column(dialect))
-    for dialect in ("postgresql", "sqlite")
-}
+_ATTEMPT_STATEMENTS: dict[tuple[bool, bool, str], Select[Any]] = {}
+
+
+def _attempt_statement(*, lock: bool, teaches: bool, dialect: str) -> Select[Any]:
+    """The attempt and its test; with `teaches`, whether the `user_id` parameter teaches its
+    class (only a teacher's staff access reads it: the answer path does not); locked (the clock
+    is then read after the lock is granted, apart) or with the clock in the same statement (an
+    unlocked read waits for nothing between the row and the clock)."""
+    key = (lock, teaches, dialect)
+    cached = _ATTEMPT_STATEMENTS.get(key)
+    if cached is None:
+        statement = cast(Select[Any], _ATTEMPT_AND_TEST)
+        if teaches:
+            statement = statement.add_columns(
+                teaches_attempt(Attempt.session_id, Attempt.user_id).label("teaches")
+            )
+        if lock:
+            statement = statement.with_for_update(of=Attempt)
+        else:
+            statement = statement.add_columns(clock_column(dialect))
+        cached = _ATTEMPT_STATEMENTS[key] = statement
+    return cached
+
 
 R = TypeVar("R")
 
@@ -163,7 +187,7 @@ class AttemptService:
                         raise NotFound("test", test_id)
                     now = await db_now(s)
                     if not principal.is_staff:
-                        await _refuse_if_reserved(s, test_id)
+                        await _refuse_if_reserved(s, test_id, principal)
                     open_attempt = await s.scalar(
                         select(Attempt).where(
                             Attempt.test_id == test_id,
@@ -193,12 +217,17 @@ class AttemptService:
         test_id: uuid.UUID | None = None,
         user_id: uuid.UUID | None = None,
     ) -> list[AttemptSummary]:
-        """Candidates list their own attempts; staff may list anyone's, by test or candidate."""
+        """Candidates list their own attempts; staff may list those of the classes they
+        manage (an admin: anyone's), by test or candidate."""
         stmt = select(Attempt, Test.title).join(Test, Test.id == Attempt.test_id)
         if not principal.is_staff:
             stmt = stmt.where(Attempt.user_id == principal.user_id)
-        elif user_id is not None:
-            stmt = stmt.where(Attempt.user_id == user_id)
+        else:
+            managed = attempts_managed_by(principal, Attempt.session_id, Attempt.user_id)
+            if managed is not None:
+                stmt = stmt.where(managed)
+            if user_id is not None:
+                stmt = stmt.where(Attempt.user_id == user_id)
         if test_id is not None:
             stmt = stmt.where(Attempt.test_id == test_id)
         async with self._sessions() as s:
@@ -324,6 +353,13 @@ class AttemptService:
         """The attempt as `principal` may see it, read inside the caller's transaction (a
         socket's state sync reads it beside the session): one Core statement."""
         return await read_view(s, self._items, principal, attempt_id)
+
+    async def require(
+        self, principal: Principal, attempt_id: uuid.UUID, access: AttemptAccess
+    ) -> None:
+        """Refuse (as REST refuses) unless `principal` may act on the attempt with `access`."""
+        async with self._sessions() as s:
+            await self._fetch(s, attempt_id, principal, access, lock=False)
 
     async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
         async with self._sessions() as s, s.begin():
@@ -852,16 +888,8 @@ class AttemptService:
         *,
         lock: bool,
     ) -> Loaded:
-        if lock:
-            # The clock is read after the lock is granted, apart.
-            attempt, test = await self._row(s, attempt_id, principal, access, lock=True)
-            return Loaded(s, attempt, test, await db_now(s))
-        dialect = s.get_bind().dialect.name
-        statement = _READ_ATTEMPT_AND_CLOCK[dialect]
-        found = (await s.execute(statement, {"attempt_id": attempt_id})).one_or_none()
-        row, test_row, raw_now = found if found is not None else (None, None, None)
-        attempt, test = self._allowed(attempt_id, row, test_row, principal, access)
-        return Loaded(s, attempt, test, clock_value(dialect, raw_now))
+        attempt, test, now = await self._fetch(s, attempt_id, principal, access, lock=lock)
+        return Loaded(s, attempt, test, now if now is not None else await db_now(s))
 
     @classmethod
     async def _row(
@@ -875,24 +903,34 @@ class AttemptService:
     ) -> tuple[Attempt, Test]:
         """The attempt and its test in one statement (tests never change once written); only
         the attempt row is locked."""
-        stmt = _LOCK_ATTEMPT if lock else _ATTEMPT_AND_TEST
-        found = (await s.execute(stmt, {"attempt_id": attempt_id})).one_or_none()
-        attempt, test = found if found is not None else (None, None)
-        return cls._allowed(attempt_id, attempt, test, principal, access)
+        attempt, test, _ = await cls._fetch(s, attempt_id, principal, access, lock=lock)
+        return attempt, test
 
     @staticmethod
-    def _allowed(
+    async def _fetch(
+        s: AsyncSession,
         attempt_id: uuid.UUID,
-        attempt: Attempt | None,
-        test: Test | None,
         principal: Principal,
         access: AttemptAccess,
-    ) -> tuple[Attempt, Test]:
-        """The row, if `principal` may act on it with `access`; refused as REST refuses."""
-        attempt_access(attempt_id, attempt.user_id if attempt else None, principal, access)
-        if attempt is None or test is None:  # pragma: no cover - refused just above
-            raise NotFound("attempt", attempt_id)
-        return attempt, test
+        *,
+        lock: bool,
+    ) -> tuple[Attempt, Test, datetime | None]:
+        """The row, if `principal` may act on it with `access` (refused as REST refuses), and
+        the database clock when the read was unlocked."""
+        dialect = s.get_bind().dialect.name
+        teaches = needs_teaches(principal, access)
+        statement = _attempt_statement(lock=lock, teaches=teaches, dialect=dialect)
+        found = (
+            await s.execute(statement, {"attempt_id": attempt_id, "user_id": principal.user_id})
+        ).one_or_none()
+        if found is None:
+            attempt_access(attempt_id, None, principal, access)
+            raise NotFound("attempt", attempt_id)  # pragma: no cover - refused just above
+        attempt, test, *more = found
+        attempt_access(
+            attempt_id, attempt.user_id, principal, access, teaches=teaches and bool(more[0])
+        )
+        return attempt, test, None if lock else clock_value(dialect, more[-1])
 
     async def _finish(
         self,
@@ -1187,21 +1225,28 @@ def require_reason(principal: Principal, action: str, reason: str | None) -> Non
             raise ReasonRequired(action)
 
 
-async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID) -> None:
+async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID, principal: Principal) -> None:
     """A test that a proctored session will use (or is using) cannot be taken self-paced:
-    it would show the exam's items before the exam."""
-    reserved = await s.scalar(
-        select(GroupSession.id).where(
-            GroupSession.test_id == test_id,
-            GroupSession.state.in_(("scheduled", "waiting", "in_progress")),
+    it would show the exam's items before the exam. The session is named to its own class's
+    students only (to anyone else its id is another class's business)."""
+    reserved = (
+        await s.execute(
+            select(GroupSession.id, *membership(GroupSession.class_id)).where(
+                GroupSession.test_id == test_id,
+                GroupSession.state.in_(("scheduled", "waiting", "in_progress")),
+            ),
+            {"user_id": principal.user_id},
         )
+    ).first()
+    if reserved is None:
+        return
+    session_id, _, enrolled = reserved
+    details = {"session_id": str(session_id)} if enrolled else {}
+    raise Conflict(
+        "test_reserved_for_session",
+        "this test is reserved for a proctored session; join the session instead",
+        **details,
     )
-    if reserved is not None:
-        raise Conflict(
-            "test_reserved_for_session",
-            "this test is reserved for a proctored session; join the session instead",
-            session_id=str(reserved),
-        )
 
 
 def delivered(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, Unprocessable
 from delivery_service.schemas import ItemOut, QtiImportOut, QtiProblem, TestIn, TestOut
+from delivery_service.services.access import sessions_taught_by
 from delivery_service.services.adaptive import calibrated
 from delivery_service.services.bank import (
     available_items,
@@ -25,7 +26,7 @@ from delivery_service.services.bank import (
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Entry, Ledger
-from delivery_service.storage.models import Item, Test
+from delivery_service.storage.models import GroupSession, Item, Test
 from integrity.policy import LockdownPolicy, policy_of
 from test_assembly.adaptive import begin
 from test_assembly.assembly import AssemblyError, assemble
@@ -150,13 +151,27 @@ class CatalogService:
         self, principal: Principal, test_id: uuid.UUID, policy: LockdownPolicy, *, ledger: Ledger
     ) -> TestOut:
         """Change a test's lockdown policy; running attempts follow it from their next event.
-        Recorded in the audit trail like any staff action."""
+        Recorded in the audit trail like any staff action. An admin may; a teacher only for a
+        test they wrote that no session of a class they do not teach uses (the policy binds
+        every class sitting the test)."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins change a test's lockdown")
         async with self._sessions() as s, s.begin():
             test = await s.get(Test, test_id, with_for_update=True)
             if test is None:
                 raise NotFound("test", test_id)
+            if principal.role != "admin":
+                if test.created_by != principal.user_id:
+                    raise Forbidden("only the test's author or an admin can change its lockdown")
+                foreign = await s.scalar(
+                    select(GroupSession.id)
+                    .where(GroupSession.test_id == test.id, ~sessions_taught_by(principal))
+                    .limit(1)
+                )
+                if foreign is not None:
+                    raise Forbidden(
+                        "a session of a class you do not teach uses this test; ask an admin"
+                    )
             before = policy_of(test.lockdown).public()
             test.lockdown = policy.model_dump()
             entry = Entry(

@@ -47,7 +47,7 @@ class ClassService:
                 await _require_role(s, teacher_id, "teacher")
                 s.add(ClassTeacher(class_id=klass.id, user_id=teacher_id))
             await s.flush()
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def list_classes(self, principal: Principal) -> list[ClassOut]:
         async with self._sessions() as s:
@@ -60,11 +60,13 @@ class ClassService:
                 stmt = stmt.join(ClassStudent, ClassStudent.class_id == Class.id).where(
                     ClassStudent.user_id == principal.user_id
                 )
-            return [await self._out(s, k) for k in await s.scalars(stmt)]
+            return [await self._out(s, k, principal) for k in await s.scalars(stmt)]
 
     async def get(self, principal: Principal, class_id: uuid.UUID) -> ClassOut:
         async with self._sessions() as s:
-            return await self._out(s, await class_for(s, principal, class_id, manage=False))
+            return await self._out(
+                s, await class_for(s, principal, class_id, manage=False), principal
+            )
 
     async def update(
         self, principal: Principal, class_id: uuid.UUID, spec: ClassUpdate
@@ -78,7 +80,7 @@ class ClassService:
                 klass.description = spec.description
             klass.updated_at = await db_now(s)
             await s.flush()
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def archive(self, principal: Principal, class_id: uuid.UUID) -> ClassOut:
         async with self._sessions() as s, s.begin():
@@ -97,7 +99,7 @@ class ClassService:
             class_transition(klass, "archive")
             klass.updated_at = await db_now(s)
             await s.flush()
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def enroll(self, principal: Principal, class_id: uuid.UUID, member: MemberIn) -> ClassOut:
         async with self._sessions() as s, s.begin():
@@ -112,7 +114,7 @@ class ClassService:
                 )
             s.add(ClassStudent(class_id=class_id, user_id=student.id, enrolled_at=await db_now(s)))
             await s.flush()
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def remove_student(
         self, principal: Principal, class_id: uuid.UUID, student_id: uuid.UUID
@@ -127,7 +129,7 @@ class ClassService:
             )
             if not removed.rowcount:  # type: ignore[attr-defined]
                 raise NotFound("enrollment", student_id)
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def add_teacher(
         self, principal: Principal, class_id: uuid.UUID, member: MemberIn
@@ -139,7 +141,7 @@ class ClassService:
             if await s.get(ClassTeacher, (class_id, teacher.id)) is None:
                 s.add(ClassTeacher(class_id=class_id, user_id=teacher.id))
                 await s.flush()
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     async def remove_teacher(
         self, principal: Principal, class_id: uuid.UUID, teacher_id: uuid.UUID
@@ -153,10 +155,23 @@ class ClassService:
             )
             if not removed.rowcount:  # type: ignore[attr-defined]
                 raise NotFound("teacher", teacher_id)
-            return await self._out(s, klass)
+            return await self._out(s, klass, principal)
 
     @staticmethod
-    async def _out(s: AsyncSession, klass: Class) -> ClassOut:
+    async def _out(s: AsyncSession, klass: Class, principal: Principal) -> ClassOut:
+        """The class; its rosters for staff only (a student does not learn who their
+        classmates are from the API)."""
+        if not principal.is_staff:
+            return ClassOut(
+                id=klass.id,
+                name=klass.name,
+                description=klass.description,
+                state=klass.state,
+                teachers=None,
+                students=None,
+                created_at=klass.created_at,
+                updated_at=klass.updated_at,
+            )
         teachers = await s.scalars(
             select(User)
             .join(ClassTeacher, ClassTeacher.user_id == User.id)

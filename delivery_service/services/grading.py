@@ -31,6 +31,7 @@ from delivery_service.schemas import (
     GradingTask,
     SectionResult,
 )
+from delivery_service.services.access import attempts_managed_by, check_attempt
 from delivery_service.services.attempts import (
     AttemptService,
     Loaded,
@@ -84,7 +85,8 @@ class GradingService:
     async def queue(
         self, principal: Principal, *, test_id: uuid.UUID | None = None, status: Status = "pending"
     ) -> list[GradingTask]:
-        """Answered essays of ended attempts, oldest submission first."""
+        """Answered essays of ended attempts of the classes the caller teaches (an admin: all),
+        oldest submission first."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins grade")
         stmt = (
@@ -94,6 +96,9 @@ class GradingService:
             .join(User, User.id == Attempt.user_id)
             .where(ItemState.needs_grade.is_(True))
         )
+        managed = attempts_managed_by(principal, Attempt.session_id, Attempt.user_id)
+        if managed is not None:
+            stmt = stmt.where(managed)
         if status == "pending":
             stmt = stmt.where(ItemState.grade.is_(None))
         elif status == "graded":
@@ -122,9 +127,9 @@ class GradingService:
             raise Forbidden("only teachers and admins grade")
         async with self._sessions() as s:
             async with s.begin():
-                attempt = await locked_attempt(s, attempt_id)
-                if attempt is None:
-                    raise NotFound("attempt", attempt_id)
+                attempt = await check_attempt(
+                    s, principal, attempt_id, await locked_attempt(s, attempt_id), "staff"
+                )
                 if attempt.state not in FINAL_STATES:
                     raise Conflict(
                         "attempt_not_final",
@@ -180,10 +185,9 @@ class GradingService:
 
     async def review(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptReview:
         async with self._sessions() as s:
-            attempt = await s.get(Attempt, attempt_id)
-            owner = attempt is not None and attempt.user_id == principal.user_id
-            if attempt is None or not (owner or principal.is_staff):
-                raise NotFound("attempt", attempt_id)
+            attempt = await check_attempt(
+                s, principal, attempt_id, await s.get(Attempt, attempt_id), "read"
+            )
             test = await s.get(Test, attempt.test_id)
             if test is None:  # pragma: no cover - foreign key guarantees it
                 raise NotFound("test", attempt.test_id)
@@ -222,8 +226,9 @@ class GradingService:
     async def results(
         self, principal: Principal, test_id: uuid.UUID, *, user_id: uuid.UUID | None = None
     ) -> list[CandidateResult]:
-        """Each candidate's result across attempts; a candidate sees only their own, and only
-        when the review policy shows scores."""
+        """Each candidate's result across attempts: staff see the candidates of the classes
+        they teach (an admin: all); a candidate sees only their own, and only when the review
+        policy shows scores."""
         async with self._sessions() as s:
             test = await s.get(Test, test_id)
             if test is None:
@@ -241,6 +246,13 @@ class GradingService:
             )
             if user_id is not None:
                 stmt = stmt.where(Attempt.user_id == user_id)
+            managed = (
+                attempts_managed_by(principal, Attempt.session_id, Attempt.user_id)
+                if principal.is_staff
+                else None
+            )
+            if managed is not None:
+                stmt = stmt.where(managed)
             grouped: dict[uuid.UUID, tuple[str, list[Attempt]]] = {}
             for attempt, username in await s.execute(stmt):
                 grouped.setdefault(attempt.user_id, (username, []))[1].append(attempt)

@@ -31,7 +31,6 @@ from sqlalchemy.sql import Select
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound, SebRequired
 from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
 from delivery_service.services.access import (
-    attempt_access,
     manages,
     membership,
     require_visible,
@@ -145,9 +144,10 @@ class Greeter:
             found = (
                 await s.execute(_attempt_statement(dialect), {"attempt_id": attempt_id})
             ).one_or_none()
-            attempt_access(attempt_id, found.user_id if found else None, principal, "read")
             if found is None or found.user_id != principal.user_id:
-                raise Forbidden("only the candidate may open this socket")
+                if found is not None and principal.is_staff:
+                    raise Forbidden("only the candidate may open this socket")
+                raise NotFound("attempt", attempt_id)
             now = clock_value(dialect, found.now)
             kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
             payload: Mapping[str, Any] = arrival.payload

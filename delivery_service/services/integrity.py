@@ -24,7 +24,7 @@ from delivery_service.domain.errors import Forbidden, NotFound, SebRequired, Ver
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
-from delivery_service.services.access import can_manage, session_for
+from delivery_service.services.access import attempts_managed_by, check_attempt, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, locked_attempt
 from delivery_service.services.security import Principal
@@ -467,19 +467,11 @@ class IntegrityService:
         self, s: AsyncSession, principal: Principal, attempt_id: uuid.UUID
     ) -> Attempt:
         """Ledgers are for staff: a candidate is refused even for their own attempt; staff
-        of another class's session are refused too."""
+        of another class are refused too."""
         attempt = await s.get(Attempt, attempt_id)
-        if attempt is None:
-            raise NotFound("attempt", attempt_id)
-        if not principal.is_staff:
-            if attempt.user_id != principal.user_id:
-                raise NotFound("attempt", attempt_id)
+        if attempt is not None and not principal.is_staff and attempt.user_id == principal.user_id:
             raise Forbidden("the integrity ledger is for staff")
-        if attempt.session_id is not None:
-            session = await s.get(GroupSession, attempt.session_id)
-            if session is not None and not await can_manage(s, principal, session.class_id):
-                raise Forbidden("this attempt belongs to a class you do not teach")
-        return attempt
+        return await check_attempt(s, principal, attempt_id, attempt, "staff")
 
     async def ledger(self, principal: Principal, attempt_id: uuid.UUID) -> list[dict[str, Any]]:
         async with self._sessions() as s:
@@ -560,23 +552,22 @@ class IntegrityService:
         """Attempts marked for review that the caller may see, newest first."""
         if not principal.is_staff:
             raise Forbidden("the review queue is for staff")
+        stmt = (
+            select(Attempt, User.username, Test.title)
+            .join(User, User.id == Attempt.user_id)
+            .join(Test, Test.id == Attempt.test_id)
+            .where(Attempt.review.is_not(None))
+            .order_by(Attempt.created_at.desc())
+            .limit(500)
+        )
+        managed = attempts_managed_by(principal, Attempt.session_id, Attempt.user_id)
+        if managed is not None:
+            stmt = stmt.where(managed)
         async with self._sessions() as s:
-            rows = await s.execute(
-                select(Attempt, User.username, Test.title)
-                .join(User, User.id == Attempt.user_id)
-                .join(Test, Test.id == Attempt.test_id)
-                .where(Attempt.review.is_not(None))
-                .order_by(Attempt.created_at.desc())
-                .limit(500)
-            )
             out = []
-            for attempt, username, title in rows:
+            for attempt, username, title in await s.execute(stmt):
                 if not attempt.review:
                     continue
-                if attempt.session_id is not None and principal.role != "admin":
-                    session = await s.get(GroupSession, attempt.session_id)
-                    if session and not await can_manage(s, principal, session.class_id):
-                        continue
                 out.append(
                     {"attempt_id": str(attempt.id), "candidate": username, "test_title": title,
                      "session_id": str(attempt.session_id) if attempt.session_id else None,

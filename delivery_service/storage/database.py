@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, event, func, select, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,6 +18,22 @@ from sqlalchemy.ext.asyncio import (
 from delivery_service.settings import Settings
 
 
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or dropped the connection: retry later.
+
+    The driver says so in many ways (a refused or reset socket, a connect timeout, a statement
+    timeout on a dead link, PostgreSQL's "terminating connection due to administrator command"),
+    some of them raw OSErrors that SQLAlchemy does not wrap. The engine turns all of them into
+    this one type, so the edges answer one retryable code instead of a server error.
+    """
+
+
+# SQLSTATE classes that mean "not now" rather than "wrong": connection exception (08),
+# insufficient resources (53: too many connections), operator intervention (57P: shutdown,
+# crash, not accepting connections yet).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         # One connection serialises every transaction of the embedded demo, so SQLite never
@@ -24,10 +42,41 @@ def create_engine(settings: Settings) -> AsyncEngine:
             settings.database_url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(
-        settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=True
-    )
+    else:
+        engine = create_async_engine(
+            settings.database_url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            connect_args={
+                "timeout": settings.database_connect_timeout_seconds,
+                "command_timeout": settings.database_command_timeout_seconds,
+            },
+        )
+    event.listen(engine.sync_engine, "handle_error", _connection_lost)
+    return engine
+
+
+def _connection_lost(context: ExceptionContext) -> BaseException | None:
+    """Raise DatabaseUnavailable for a lost or refused connection (and drop that connection
+    from the pool); leave every other error as it is."""
+    if context.is_pre_ping:
+        return None  # the pool's own liveness check: it handles a dead connection itself
+    error = context.original_exception
+    if not (context.is_disconnect or lost_connection(error)):
+        return None
+    context.is_disconnect = True
+    return DatabaseUnavailable(f"{type(error).__name__}: {error}")
+
+
+def lost_connection(error: BaseException) -> bool:
+    if isinstance(error, OSError | TimeoutError):  # refused, reset, unreachable, timed out
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

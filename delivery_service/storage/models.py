@@ -45,6 +45,11 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
+    # A disabled user cannot sign in, and their tokens stop working.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Every token carries the version it was issued under (claim `tv`); raising this (password
+    # changed, tokens revoked, user disabled) ends all tokens issued before.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Test(Base):

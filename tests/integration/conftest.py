@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.embedded import Served, running_server
 from delivery_service.settings import Settings
-from tests.support import Api, add_user, sample_test
+from tests.support import HOMEROOM, Api, add_class, add_user, sample_test
 
 
 @dataclass
@@ -47,11 +47,13 @@ def server_settings(settings: Settings) -> Settings:
 async def world(
     server_settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[World]:
-    await add_user(sessions, "teacher", "teacher")
+    teacher = await add_user(sessions, "teacher", "teacher")
     await add_user(sessions, "teacher2", "teacher")
     await add_user(sessions, "admin", "admin")
-    for n in (1, 2, 3):
-        await add_user(sessions, f"student{n}")
+    students = [await add_user(sessions, f"student{n}") for n in (1, 2, 3)]
+    # The teacher's own class: staff see and act on the attempts of the classes they teach
+    # (teacher2 teaches none of these students).
+    await add_class(sessions, HOMEROOM, teachers=[teacher], students=students)
     async with running_server(server_settings) as served:
         apis = [
             await Api.login(served.url, name)

@@ -79,7 +79,7 @@ async def test_a_teacher_runs_a_class(world: World) -> None:
     assert [t["username"] for t in both["teachers"]] == ["teacher", "teacher2"]
     assert (await world.teacher2.get(f"/classes/{cid}"))["name"] == "Beacon 32"
 
-    assert [c["id"] for c in await world.student.get("/classes")] == [cid]
+    assert cid in [c["id"] for c in await world.student.get("/classes")]
     await world.other.get(f"/classes/{cid}", expect=404)
 
 

@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field, StrictBool
+from pydantic import Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import (
@@ -17,6 +17,7 @@ from delivery_service.schemas import (
     CurrentItem,
     ExtendIn,
     FlagAck,
+    Id,
     Progress,
     ReasonIn,
     RequiredReasonIn,
@@ -43,7 +44,7 @@ router = APIRouter(prefix="/attempts", tags=["attempts"], dependencies=[Depends(
 
 
 class AttemptIn(StrictModel):
-    test_id: uuid.UUID
+    test_id: Id
 
 
 class AnswerIn(StrictModel):
@@ -60,7 +61,7 @@ class NavigateIn(StrictModel):
 
 class FlagIn(StrictModel):
     item_id: str = Field(min_length=1, max_length=128)
-    flagged: StrictBool
+    flagged: bool
 
 
 @router.post("", response_model=AttemptView, status_code=201)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import StrictModel, UserOut
+from delivery_service.schemas import Id, StrictModel, UserOut
+from delivery_service.services.security import DeviceCookies
 from integrity import events as ev
 
 router = APIRouter(tags=["auth"])
@@ -27,10 +26,10 @@ class LoginOut(BaseModel):
 
 
 class TicketIn(StrictModel):
-    attempt_id: uuid.UUID | None = Field(
+    attempt_id: Id | None = Field(
         None, description="optional: bind the ticket to one attempt's socket"
     )
-    session_id: uuid.UUID | None = Field(
+    session_id: Id | None = Field(
         None, description="optional: bind the ticket to one session's socket"
     )
 
@@ -41,15 +40,36 @@ class TicketOut(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoginOut)
-async def login(body: LoginIn, runtime: RuntimeDep, request: Request) -> LoginOut:
-    token, principal = await runtime.accounts.login(body.username, body.password)
+async def login(
+    body: LoginIn, runtime: RuntimeDep, request: Request, response: Response
+) -> LoginOut:
+    """Sign in. Attempts are throttled per address and account (429 with `Retry-After`); a
+    browser that signed in before carries a device cookie whose attempts count on their own,
+    so nobody elsewhere can use up a candidate's tries."""
+    source = request.client.host if request.client else "unknown"
+    signed_in = await runtime.accounts.login(
+        body.username,
+        body.password,
+        source=source,
+        device_cookie=request.cookies.get(DeviceCookies.NAME),
+    )
+    token, principal = signed_in.token, signed_in.principal
+    response.set_cookie(
+        DeviceCookies.NAME,
+        signed_in.device_cookie,
+        max_age=180 * 24 * 3600,
+        path="/api/v1/auth",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
     await runtime.integrity.observed(
         type_=ev.LOGIN,
         candidate_id=principal.user_id,
         actor_id=principal.user_id,
         payload={
             "role": principal.role,
-            "client": request.client.host if request.client else None,
+            "client": source,
             "user_agent": request.headers.get("user-agent", "")[:200],
         },
     )
@@ -75,6 +95,12 @@ async def issue_ticket(
     claims = user.claims()
     attempt_id = body.attempt_id if body else None
     session_id = body.session_id if body else None
+    # A ticket bound to a socket is for someone who may open it (the attempt's candidate, a
+    # member or proctor of the session): nobody writes to a stranger's ledger by asking.
+    if attempt_id is not None:
+        await runtime.attempts.require(user, attempt_id, "owner")
+    if session_id is not None:
+        await runtime.group_sessions.get(user, session_id)
     if attempt_id is not None:
         claims["attempt_id"] = str(attempt_id)
     if session_id is not None:
