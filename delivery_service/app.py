@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from delivery_service.api import errors
 from delivery_service.api.attempt_socket import router as attempt_socket_router
+from delivery_service.api.body_limit import BodyLimit
 from delivery_service.api.routes import (
     attempts,
     auth,
@@ -30,6 +31,7 @@ from delivery_service.api.session_socket import router as session_socket_router
 from delivery_service.logs import bound, configure_logging, request_id
 from delivery_service.runtime import Runtime
 from delivery_service.settings import Settings
+from test_assembly.qti.safe import MAX_TOTAL_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="A Redis-backed, horizontally scaled, real-time exam server.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     errors.install(app)
     app.add_middleware(RequestIds)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        by_path={f"{API_PREFIX}/qti/import": MAX_TOTAL_BYTES + 1},
+    )
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     for module in (auth, users, tests, bank, attempts, grading, classes, sessions, integrity):
         api.include_router(module.router)

@@ -53,7 +53,6 @@ HTTP_CODES = {
     400: "invalid_json",  # FastAPI could not parse the body (e.g. nested beyond the parser's limit)
     404: "not_found",
     405: "method_not_allowed",
-    413: "payload_too_large",
 }
 
 UNAVAILABLE = {
