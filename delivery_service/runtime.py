@@ -9,11 +9,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -300,12 +300,32 @@ class Runtime:
         return checks
 
 
-async def _answers(name: str, check: Awaitable[bool], seconds: float) -> bool:
+async def _answers(name: str, check: Coroutine[Any, Any, bool], seconds: float) -> bool:
+    """The check's verdict, or False once `seconds` pass. Not `wait_for`: it waits for the
+    cancelled check to clean up, and a session on a dropped link takes its own statement
+    timeout to give up; the cancelled check finishes in the background instead."""
+    task = asyncio.create_task(check)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        _LINGERING.add(task)  # held until it ends (the loop keeps only weak references)
+        task.add_done_callback(_quietly)
+        log.warning("readiness: %s did not answer within %.1fs", name, seconds)
+        return False
     try:
-        return await asyncio.wait_for(check, timeout=seconds)
+        return task.result()
     except Exception:
         log.warning("readiness: %s check failed", name, exc_info=True)
         return False
+
+
+_LINGERING: set[asyncio.Task[bool]] = set()
+
+
+def _quietly(task: asyncio.Task[bool]) -> None:
+    _LINGERING.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 async def _finished(task: asyncio.Task[None]) -> None:

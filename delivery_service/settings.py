@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     database_command_timeout_seconds: float = Field(
         10.0, description="one database statement gives up after this (PostgreSQL)"
     )
+    database_idle_transaction_timeout_seconds: float = Field(
+        15.0,
+        description="PostgreSQL ends a transaction left idle this long (a worker cut off "
+        "mid-transaction would otherwise hold its rows locked for hours)",
+    )
     database_pool_timeout_seconds: float = Field(
         10.0, description="waiting for a free pooled database connection gives up after this"
     )

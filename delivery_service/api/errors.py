@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from delivery_service.domain.errors import Conflict, DomainError, Unprocessable
-from delivery_service.storage.database import DatabaseUnavailable
+from delivery_service.storage.database import DatabaseUnavailable, lost_connection
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_credentials": 401,
@@ -106,6 +106,11 @@ def unavailable_code(error: BaseException) -> str | None:
     if isinstance(error, DatabaseUnavailable | OperationalError | InterfaceError | PoolTimeout):
         return "database_unavailable"
     if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return "database_unavailable"
+    # Raw socket errors and timeouts: the driver raises some of these (opening a pooled
+    # connection, beginning a transaction on a dead one) past SQLAlchemy's error events. Redis
+    # failures are RedisErrors (above), so what is left is the database.
+    if lost_connection(error):
         return "database_unavailable"
     return None
 

@@ -25,6 +25,9 @@ from delivery_service.services.group_sessions import SESSION_MEMBER, SessionServ
 log = logging.getLogger(__name__)
 
 
+MAX_BACKOFF_SECONDS = 1.0
+
+
 class ExpirySweeper:
     def __init__(
         self,
@@ -96,5 +99,7 @@ class ExpirySweeper:
                 log.warning("expiry sweep failed; retrying in %.1fs", backoff, exc_info=True)
                 if self._metrics is not None:
                     self._metrics.failure("sweeper", exc)
-                backoff = min(backoff * 2, 10.0)
+                # Short: attempts fall due during an outage, and each waits out the backoff
+                # left when Redis or the database comes back (10 s made expiries 3-10 s late).
+                backoff = min(backoff * 2, max(self._interval, MAX_BACKOFF_SECONDS))
             await asyncio.sleep(backoff)

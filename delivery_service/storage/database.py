@@ -52,6 +52,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
             connect_args={
                 "timeout": settings.database_connect_timeout_seconds,
                 "command_timeout": settings.database_command_timeout_seconds,
+                # A worker that loses its link mid-transaction never says goodbye: without
+                # this its backend stays "idle in transaction" with the attempt's row locked,
+                # and that candidate's answers on every other worker wait for the lock.
+                "server_settings": {
+                    "idle_in_transaction_session_timeout": str(
+                        int(settings.database_idle_transaction_timeout_seconds * 1000)
+                    )
+                },
             },
         )
     event.listen(engine.sync_engine, "handle_error", _connection_lost)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from delivery_service.live.keys import Keys
 from delivery_service.storage.database import create_engine, create_sessionmaker
 from tests.conftest import make_settings
-from tests.support import TEST_SECRET, add_user, free_port
+from tests.support import HOMEROOM, TEST_SECRET, add_class, add_user, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,13 +63,18 @@ class Cluster:
     sessions: async_sessionmaker[AsyncSession]
     workers: list[Worker] = field(default_factory=list)
 
-    async def start_worker(self) -> Worker:
-        port = free_port()
+    async def start_worker(
+        self, *, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> Worker:
+        """Start one worker and wait until it is ready. `port` restarts one where a killed
+        worker was (its clients' addresses stay valid); `env` overrides this worker's settings
+        only (e.g. its database through a fault proxy)."""
+        port = port or free_port()
         log = self.logs / f"worker-{port}.log"
-        with log.open("wb") as out:  # the child keeps its own descriptor
+        with log.open("ab") as out:  # the child keeps its own descriptor; a restart appends
             process = subprocess.Popen(
                 [sys.executable, "-m", "delivery_service", "serve", "--port", str(port)],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -113,9 +118,10 @@ async def cluster(pg_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[
     }
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
-    await add_user(sessions, "teacher", "teacher")
-    for n in range(1, 13):
-        await add_user(sessions, f"student{n}")
+    teacher = await add_user(sessions, "teacher", "teacher")
+    students = [await add_user(sessions, f"student{n}") for n in range(1, 13)]
+    # Staff act on the attempts of the classes they teach (as in tests/integration).
+    await add_class(sessions, HOMEROOM, teachers=[teacher], students=students)
     redis = Redis.from_url(redis_url, decode_responses=True)
     cluster = Cluster(env, tmp_path, redis, Keys(env["EXAMSERVER_REDIS_PREFIX"]), sessions)
     try:
