@@ -14,6 +14,7 @@ answers. Open sockets are re-checked every `ttl` seconds by the worker holding t
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +32,7 @@ from delivery_service.storage.models import User
 log = logging.getLogger(__name__)
 
 OFF = "off"  # the copy of a user who is disabled or does not exist
+REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, how long the check reads the database only
 
 
 class Revocations:
@@ -46,6 +48,7 @@ class Revocations:
         self._redis = redis
         self._keys = keys
         self.ttl_seconds = ttl_seconds
+        self._skip_redis_until = 0.0
 
     async def allows(self, principal: Principal) -> bool:
         versions = await self.current([principal.user_id])
@@ -57,11 +60,15 @@ class Revocations:
         if not wanted:
             return {}
         found: dict[uuid.UUID, int | None] = {}
-        try:
-            copies = await self._redis.mget([self._key(u) for u in wanted])
-        except RedisError:
-            log.warning("token check: Redis unavailable, reading the database")
-            copies = [None] * len(wanted)
+        copies: list[bytes | str | None] = [None] * len(wanted)
+        if time.monotonic() >= self._skip_redis_until:
+            try:
+                copies = await self._redis.mget([self._key(u) for u in wanted])
+            except RedisError:
+                # Read the database meanwhile, without waiting out Redis's timeout on every
+                # request while it is down.
+                self._skip_redis_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning("token check: Redis unavailable, reading the database")
         for user_id, copy in zip(wanted, copies, strict=True):
             if copy is not None:
                 found[user_id] = None if copy == OFF else int(copy)
@@ -110,6 +117,8 @@ class Revocations:
             )
             state = {ident: None if disabled else version for ident, version, disabled in rows}
         read = {u: state.get(u) for u in user_ids}
+        if time.monotonic() < self._skip_redis_until:
+            return read
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, version in read.items():
@@ -119,7 +128,7 @@ class Revocations:
                     )  # fmt: skip
                 await pipe.execute()
         except RedisError:
-            pass  # the next check reads the database again
+            self._skip_redis_until = time.monotonic() + REDIS_RETRY_SECONDS
         return read
 
     def _key(self, user_id: uuid.UUID) -> str:
