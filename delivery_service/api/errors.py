@@ -74,7 +74,8 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        401: "not authenticated (`unauthorized`, `invalid_credentials`)",
+        400: "the body is not JSON, or nested too deeply to parse (`invalid_json`)",
+        401: "not authenticated (`unauthorized`, `token_revoked`, `invalid_credentials`)",
         403: "not allowed (`forbidden`, `navigation_forbidden`, `pause_not_allowed`, "
         "`seb_required`, `seb_key_invalid`)",
         404: "not found, or not yours (`…_not_found`)",
@@ -113,6 +114,19 @@ def unavailable_code(error: BaseException) -> str | None:
     if lost_connection(error):
         return "database_unavailable"
     return None
+
+
+def refused_data(error: BaseException) -> bool:
+    """The database refused a value it cannot hold (SQLSTATE class 22: a character it cannot
+    store, a number out of range): the client's input, not our failure. The input models
+    refuse such values first; this is the net under them."""
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
+REFUSED_DATA = "the request holds a value that cannot be stored"
 
 
 def status_for(error: DomainError) -> int:
@@ -189,6 +203,8 @@ def install(app: FastAPI) -> None:
         (Starlette logs the exception with its traceback after this answer.)"""
         if unavailable_code(exc) is not None:
             return await unavailable(request, exc)
+        if refused_data(exc):
+            return _json(422, error_body("validation_error", REFUSED_DATA))
         return _json(500, error_body("internal_error", "the server failed; retry"))
 
     for kind in (RedisError, DatabaseUnavailable, OperationalError, InterfaceError, PoolTimeout):

@@ -29,7 +29,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from delivery_service.api import protocol as p
 from delivery_service.api.errors import (
+    REFUSED_DATA,
     UNAVAILABLE,
+    refused_data,
     status_for,
     unavailable_code,
     validation_details,
@@ -541,8 +543,8 @@ class LiveConnection:
             return
         msg_id = body.get("id") if isinstance(body, dict) else None
         re = msg_id if isinstance(msg_id, str) and len(msg_id) <= 64 else None
-        if not isinstance(body, dict) or body.get("type") not in self.client_types:
-            kind = body.get("type") if isinstance(body, dict) else None
+        kind = body.get("type") if isinstance(body, dict) else None
+        if not isinstance(kind, str) or kind not in self.client_types:  # a list is unhashable
             await self._violation("unknown_type", f"unknown message type {kind!r}", re=re)
             return
         try:
@@ -571,6 +573,9 @@ class LiveConnection:
             if code is not None:  # retryable: the client keeps the message and sends it again
                 log.warning("socket handler on %s: %s", body["type"], type(exc).__name__)
                 await self.error(code, UNAVAILABLE[code], re=message.id)
+                return
+            if refused_data(exc):
+                await self.error("invalid_message", REFUSED_DATA, re=message.id)
                 return
             log.exception("socket handler failed on %s", body["type"])
             await self.error("internal_error", "the server failed; retry", re=message.id)

@@ -26,6 +26,9 @@ from delivery_service.schemas import (
 )
 
 MessageId = Annotated[str, Field(max_length=64)]
+# The largest count, position or duration a client may send: an unbounded integer (a frame
+# held one of 300 digits) reached the ledger and failed there instead of at the door.
+MAX_INT = 2**31 - 1
 
 
 class _In(StrictModel):
@@ -61,7 +64,9 @@ class StartAssessment(_Client):
 
 
 class GetQuestionData(_In):
-    index: int | None = Field(None, ge=0, description="move there first (nonlinear rules apply)")
+    index: int | None = Field(
+        None, ge=0, le=MAX_INT, description="move there first (nonlinear rules apply)"
+    )
 
 
 class GetQuestion(_Client):
@@ -106,7 +111,7 @@ class Ping(_Client):
 
 
 class NavigateData(_In):
-    to: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
+    to: Literal["next", "previous"] | Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class Navigate(_Client):
@@ -137,7 +142,9 @@ ClientEventId = Annotated[
 
 class TabViolationData(_In):
     violation_type: str = Field("tab_switch", min_length=1, max_length=32)
-    duration_ms: int | None = Field(None, ge=0, description="how long the page was hidden")
+    duration_ms: int | None = Field(
+        None, ge=0, le=MAX_INT, description="how long the page was hidden"
+    )
     client_time: float | None = Field(None, description="client clock, ms since epoch")
     client_event_id: ClientEventId = None
 
@@ -152,8 +159,8 @@ class HighlightData(_In):
     item_id: str = Field(
         min_length=1, max_length=128, validation_alias=AliasChoices("item_id", "passage_id")
     )
-    position_start: int = Field(ge=0)
-    position_end: int = Field(ge=0)
+    position_start: int = Field(ge=0, le=MAX_INT)
+    position_end: int = Field(ge=0, le=MAX_INT)
     client_time: float | None = None
     client_event_id: ClientEventId = None
 
@@ -182,7 +189,9 @@ IntegrityKind = Literal[
 
 class IntegrityData(_In):
     kind: IntegrityKind
-    duration_ms: int | None = Field(None, ge=0, description="how long it lasted, where known")
+    duration_ms: int | None = Field(
+        None, ge=0, le=MAX_INT, description="how long it lasted, where known"
+    )
     detail: str | None = Field(None, max_length=200, description="e.g. the shortcut pressed")
     client_time: float | None = None
     client_event_id: ClientEventId = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
 
 from delivery_service.api.protocol import (
+    MAX_INT,
     AnswerFeedback,
     Auth,
     Error,
@@ -58,7 +59,7 @@ class AnswerSubmitted(_Client):
 
 
 class ProgressData(_In):
-    position: Literal["next", "previous"] | Annotated[int, Field(ge=0)]
+    position: Literal["next", "previous"] | Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class ProgressUpdate(_Client):

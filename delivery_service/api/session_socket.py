@@ -19,8 +19,8 @@ from fastapi import APIRouter, WebSocket
 from delivery_service.api import protocol as p
 from delivery_service.api import session_protocol as sp
 from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
-from delivery_service.api.live_socket import CLOSE_FORBIDDEN, LiveConnection, Rejected
-from delivery_service.domain.errors import AttemptNotInProgress, Conflict
+from delivery_service.api.live_socket import LiveConnection
+from delivery_service.domain.errors import AttemptNotInProgress, Conflict, Forbidden
 from delivery_service.live.bus import RESYNC, Event
 from delivery_service.live.keys import (
     attempt_channel,
@@ -211,7 +211,7 @@ class SessionConnection(LiveConnection):
 
     async def _student_only(self) -> None:
         if self.is_proctor:
-            raise Rejected("forbidden", "only students send this", CLOSE_FORBIDDEN)
+            raise Forbidden("only students send this")
         await self.ensure_owner(self.scope)
 
     async def _student_attempt(self) -> uuid.UUID:

@@ -64,7 +64,12 @@ class FlagIn(StrictModel):
     flagged: bool
 
 
-@router.post("", response_model=AttemptView, status_code=201)
+@router.post(
+    "",
+    response_model=AttemptView,
+    status_code=201,
+    responses={200: {"model": AttemptView, "description": "the caller's attempt still open"}},
+)
 async def create_attempt(
     body: AttemptIn,
     user: CurrentUser,
