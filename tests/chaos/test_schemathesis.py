@@ -22,12 +22,9 @@ phase (its boundary values for every parameter) on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import re
-import threading
 import zlib
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -43,9 +40,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from delivery_service.app import create_app
-from delivery_service.embedded import Served, running_server
+from delivery_service.embedded import Served
 from delivery_service.settings import Settings
 from delivery_service.storage.database import create_engine, create_sessionmaker
+from tests.chaos.threaded import ServerErrors, ServerThread
 from tests.conftest import TABLES, make_settings
 from tests.services import REDIS_URL, redis_problem, require
 from tests.support import Api, add_user, sample_test
@@ -56,55 +54,6 @@ SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 # ---- the server, in a thread of its own ---------------------------------------------------------
-
-
-class ServerThread:
-    """An event loop in its own thread hosting the worker, so Schemathesis (synchronous, over
-    `requests`) can call it while it runs."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="chaos-schemathesis", daemon=True
-        )
-        self._thread.start()
-        self._stack = contextlib.AsyncExitStack()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    async def serve(self, settings: Settings) -> Served:
-        return await self._stack.enter_async_context(running_server(settings))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.run(self._stack.aclose())
-        self.run(self.loop.shutdown_asyncgens())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
-
-
-class ServerErrors(logging.Handler):
-    """Every log record at ERROR or above (an unhandled exception is one)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[ServerErrors]:
-        loggers = [logging.getLogger(), logging.getLogger("uvicorn")]  # uvicorn's do not propagate
-        for logger in loggers:
-            logger.addHandler(self)
-        try:
-            yield self
-        finally:
-            for logger in loggers:
-                logger.removeHandler(self)
 
 
 # ---- seeded data --------------------------------------------------------------------------------
@@ -252,11 +201,11 @@ def api(postgres_schema: str) -> Iterator[tuple[Seeded, ServerErrors]]:
     require(redis_problem())
     asyncio.run(truncate(postgres_schema))
     settings = make_settings(postgres_schema, REDIS_URL)
-    server = ServerThread()
+    server = ServerThread(settings, name="chaos-schemathesis")
     errors = ServerErrors()
     try:
         with errors.installed():
-            served = server.run(server.serve(settings))
+            served = server.run(server.start_worker())
             yield server.run(seed(served, settings)), errors
     finally:
         server.close()
@@ -370,7 +319,7 @@ def test_creating_an_attempt_documents_the_200_it_answers_for_one_still_open(
     api: tuple[Seeded, ServerErrors],
 ) -> None:
     """docs/api.md: `POST /attempts` answers 201 with a new attempt, or 200 with the caller's
-    attempt that is still open; the OpenAPI document lists only 201."""
+    attempt that is still open; the OpenAPI document listed only 201."""
     seeded, _ = api
     body = {"test_id": seeded.ids["test_id"][0]}
     with rest(api, "student") as student:
@@ -385,7 +334,7 @@ def test_a_body_that_is_not_json_gets_a_documented_status(
     api: tuple[Seeded, ServerErrors],
 ) -> None:
     """A body that is not even UTF-8 (what Schemathesis's negative mode sends) is answered 400
-    `invalid_json`, a status no operation's responses in the OpenAPI document list (a body that
+    `invalid_json`, a status no operation's responses in the OpenAPI document listed (a body that
     is text but not JSON gets the documented 422)."""
     seeded, _ = api
     with rest(api, "student") as student:
