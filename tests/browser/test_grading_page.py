@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.embedded import running_server
 from tests.conftest import make_settings
-from tests.support import PASSWORD, Api, add_user, sample_test
+from tests.support import HOMEROOM, PASSWORD, Api, add_class, add_user, sample_test
 
 ESSAY = {"identifier": "essay", "type": "extended_text", "prompt": "Why is the sky blue?",
          "points": 4}  # fmt: skip
@@ -21,8 +21,10 @@ SHOTS = Path(os.environ.get("EXAMSERVER_ARTIFACTS", ".artifacts")) / "screenshot
 async def test_a_teacher_grades_an_essay_and_the_result_becomes_final(
     context: BrowserContext, sqlite_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    for name, role in [("teacher", "teacher"), ("student1", "student")]:
-        await add_user(sessions, name, role)
+    teacher_id = await add_user(sessions, "teacher", "teacher")
+    student_id = await add_user(sessions, "student1")
+    # The teacher grades the essays of the classes they teach.
+    await add_class(sessions, HOMEROOM, teachers=[teacher_id], students=[student_id])
     async with running_server(make_settings(sqlite_url, "memory://")) as served:
         teacher = await Api.login(served.url, "teacher")
         student = await Api.login(served.url, "student1")

@@ -60,6 +60,7 @@ async def test_revoking_from_the_cli_closes_the_users_sockets_on_every_worker(
     assert codes == [4401, 4401]
     assert any(m["data"].get("code") == "token_revoked" for m in ws_a.seen if m["type"] == "error")
     fresh = await Api.login(a.base_url, "student1")
-    await Api(b.base_url, fresh.token).get("/auth/me")
-    for api in (teacher, on_a, on_b, fresh):
+    fresh_on_b = Api(b.base_url, fresh.token)
+    await fresh_on_b.get("/auth/me")
+    for api in (teacher, on_a, on_b, fresh, fresh_on_b):
         await api.close()
