@@ -27,7 +27,6 @@ from pydantic_core import from_json
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from delivery_service.api import protocol as p
 from delivery_service.api.errors import (
     REFUSED_DATA,
     UNAVAILABLE,
@@ -37,6 +36,7 @@ from delivery_service.api.errors import (
     validation_details,
 )
 from delivery_service.api.ratelimit import TokenBucket
+from delivery_service.api.ws import messages as p
 from delivery_service.domain.errors import DomainError
 from delivery_service.live.bus import Event, Listener, Reading
 from delivery_service.live.follower import Follower

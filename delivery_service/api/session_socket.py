@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, WebSocket
 
-from delivery_service.api import protocol as p
-from delivery_service.api import session_protocol as sp
-from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
 from delivery_service.api.live_socket import LiveConnection
+from delivery_service.api.ws import messages as p
+from delivery_service.api.ws import session_protocol as sp
+from delivery_service.api.ws.integrity_messages import batch_of, recorded_data, reported
 from delivery_service.domain.errors import AttemptNotInProgress, Conflict, Forbidden
 from delivery_service.live.bus import RESYNC, Event
 from delivery_service.live.keys import (
