@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -35,9 +35,9 @@ from delivery_service.api.errors import (
     unavailable_code,
     validation_details,
 )
-from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.api.ws import messages as p
 from delivery_service.domain.errors import DomainError
+from delivery_service.domain.token_bucket import TokenBucket
 from delivery_service.live.bus import Event, Listener, Reading
 from delivery_service.live.follower import Follower
 from delivery_service.logs import bind
@@ -78,68 +78,6 @@ class Rejected(Exception):
         self.code = code
         self.message = message
         self.close_code = close_code
-
-
-class SocketRegistry:
-    """This worker's open sockets, so a draining worker can tell each to reconnect elsewhere."""
-
-    def __init__(
-        self,
-        *,
-        accept_rate: float = 200.0,
-        accept_burst: int = 400,
-        greetings: int = 16,
-        greeting_wait: float = 30.0,
-    ) -> None:
-        self._open: set[LiveConnection] = set()
-        # DESIGN §6: a reconnect storm must not starve the sockets already open. Joining costs
-        # database and Redis work; past this rate a newcomer is told to come back (1013) before
-        # any of it is done, and its backoff with jitter spreads the storm out.
-        self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst)
-        # And however fast they arrive, only so many are greeted at once (their admission
-        # check, join and snapshot read the database): the rest wait for a slot in arrival
-        # order (a parked coroutine costs little; a refusal costs a whole new handshake), and
-        # only after `greeting_wait` are told to come back. So answers from the sockets already
-        # open still find a database connection instead of queueing behind a crowd of greetings.
-        self._greetings = asyncio.Semaphore(greetings)
-        self._greeting_wait = greeting_wait
-
-    def admit(self) -> bool:
-        return self._accepts.take()
-
-    async def greeting(self) -> Callable[[], None] | None:
-        """A greeting slot's release (safe to call twice), or None when none came free."""
-        try:
-            await asyncio.wait_for(self._greetings.acquire(), self._greeting_wait)
-        except TimeoutError:
-            return None
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._greetings.release()
-
-        return release
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def __iter__(self) -> Iterator[LiveConnection]:
-        return iter(list(self._open))
-
-    def add(self, connection: LiveConnection) -> None:
-        self._open.add(connection)
-
-    def discard(self, connection: LiveConnection) -> None:
-        self._open.discard(connection)
-
-    async def close_all(self, *, code: int, reason: str) -> None:
-        for connection in list(self._open):
-            connection.close(code, reason)
-        for connection in list(self._open):
-            await connection.closed()
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from delivery_service.api.ratelimit import TokenBucket
 from delivery_service.api.ws import attempt_protocol as protocol
 from delivery_service.api.ws.schema import json_schema
+from delivery_service.domain.token_bucket import TokenBucket
 from delivery_service.logs import scrub
 from delivery_service.settings import INSECURE_SECRET, Settings
 
