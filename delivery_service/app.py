@@ -13,7 +13,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from delivery_service.api import errors
-from delivery_service.api.attempt_socket import router as attempt_socket_router
 from delivery_service.api.body_limit import BodyLimit
 from delivery_service.api.routes import (
     attempts,
@@ -27,7 +26,8 @@ from delivery_service.api.routes import (
     tests,
     users,
 )
-from delivery_service.api.session_socket import router as session_socket_router
+from delivery_service.api.ws.attempt import router as attempt_socket_router
+from delivery_service.api.ws.session import router as session_socket_router
 from delivery_service.logs import bound, configure_logging, request_id
 from delivery_service.runtime import Runtime
 from delivery_service.settings import Settings

@@ -311,7 +311,7 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from delivery_service.api.protocol import json_schema
+    from delivery_service.api.ws.schema import json_schema
 
     text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     if args.output:

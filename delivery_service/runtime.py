@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -26,6 +26,7 @@ from delivery_service.live.keys import Keys
 from delivery_service.live.owners import Owners
 from delivery_service.live.presence import Presence
 from delivery_service.live.scripts import Scripts
+from delivery_service.live.sockets import SocketRegistry
 from delivery_service.live.throttle import LoginThrottle
 from delivery_service.live.tickets import Tickets
 from delivery_service.live.timers import Timers
@@ -52,9 +53,6 @@ from delivery_service.storage.database import (
     db_now,
 )
 from delivery_service.storage.ledger import Ledger
-
-if TYPE_CHECKING:
-    from delivery_service.api.live_socket import SocketRegistry
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +95,6 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        from delivery_service.api.live_socket import SocketRegistry
-
         engine = create_engine(settings)
         sessions = create_sessionmaker(engine)
         redis = create_redis(

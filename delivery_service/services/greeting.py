@@ -10,7 +10,7 @@ whether they teach or are enrolled, and the database clock), the Safe Exam Brows
 join, and the connection's entry in the integrity ledger. `state` reads what the client is sent
 after its missed events (the session, and the student's attempt or the proctor's grid), in
 another; the socket calls it only once it has subscribed and read its channels' positions, so no
-event can fall between that state and the events that follow it (api/live_socket.py).
+event can fall between that state and the events that follow it (api/ws/subscriptions.py).
 
 Before this module a greeting took eleven transactions (admission, SEB, join, ledger, state
 sync, each with its own connection check-out); docs/performance.md has the figures.

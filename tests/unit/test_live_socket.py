@@ -5,8 +5,9 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from delivery_service.api import protocol as p
-from delivery_service.api.live_socket import CLOSE_OVERLOADED, LiveConnection
+from delivery_service.api.ws import messages as p
+from delivery_service.api.ws.codes import CLOSE_OVERLOADED
+from delivery_service.api.ws.lifecycle import LiveConnection
 from delivery_service.metrics import Metrics
 from delivery_service.settings import Settings
 

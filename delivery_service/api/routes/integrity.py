@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from delivery_service.api import protocol as p
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.api.integrity_messages import batch_of, recorded_data
+from delivery_service.api.ws import messages as p
+from delivery_service.api.ws.integrity_messages import batch_of, recorded_data
 from delivery_service.services.integrity import verification_out
 
 router = APIRouter(tags=["integrity"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from delivery_service.api import protocol as p
+from delivery_service.api.ws import messages as p
 from delivery_service.services.integrity import Recorded, Reported
 
 IntegrityMessage = p.TabViolation | p.TextHighlighted | p.IntegrityEvent

@@ -12,14 +12,14 @@ attempt's once they have one. Each event's `seq` is `kind:epoch:offset`; reconne
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from delivery_service.api import protocol as p
-from delivery_service.api import session_protocol as sp
-from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
-from delivery_service.api.live_socket import LiveConnection
+from delivery_service.api.ws import messages as p
+from delivery_service.api.ws import session_protocol as sp
+from delivery_service.api.ws.integrity_messages import batch_of, recorded_data, reported
+from delivery_service.api.ws.lifecycle import LiveConnection
 from delivery_service.domain.errors import AttemptNotInProgress, Conflict, Forbidden
 from delivery_service.live.bus import RESYNC, Event
 from delivery_service.live.keys import (
@@ -28,10 +28,8 @@ from delivery_service.live.keys import (
     proctor_channel,
     session_channel,
 )
+from delivery_service.runtime import Runtime
 from delivery_service.schemas import Timer, UserOut
-
-if TYPE_CHECKING:
-    from delivery_service.runtime import Runtime
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
 
-from delivery_service.api.protocol import (
+from delivery_service.api.ws.messages import (
     MAX_INT,
     AnswerFeedback,
     Auth,

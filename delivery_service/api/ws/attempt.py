@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from delivery_service.api import protocol as p
-from delivery_service.api.integrity_messages import batch_of, recorded_data, reported
-from delivery_service.api.live_socket import LiveConnection
+from delivery_service.api.ws import attempt_protocol as p
+from delivery_service.api.ws.integrity_messages import batch_of, recorded_data, reported
+from delivery_service.api.ws.lifecycle import LiveConnection
 from delivery_service.domain.errors import DomainError
 from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
+from delivery_service.runtime import Runtime
 from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
-
-if TYPE_CHECKING:
-    from delivery_service.runtime import Runtime
 
 router = APIRouter()
 
