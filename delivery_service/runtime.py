@@ -39,11 +39,11 @@ from delivery_service.services.classes import ClassService
 from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
-from delivery_service.services.group_sessions import SessionService
 from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.security import DeviceCookies, TokenService
+from delivery_service.services.sessions import GroupSessions
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -80,7 +80,7 @@ class Runtime:
     attempts: AttemptService
     grading: GradingService
     classes: ClassService
-    group_sessions: SessionService
+    group_sessions: GroupSessions
     greeter: Greeter
     integrity: IntegrityService
     metrics: Metrics
@@ -141,8 +141,8 @@ class Runtime:
             metrics=metrics,
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
-        group_sessions = SessionService(
-            sessions=sessions,
+        group_sessions = GroupSessions(
+            db=sessions,
             attempts=attempts,
             bus=bus,
             timers=timers,
@@ -194,7 +194,7 @@ class Runtime:
             presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,
-                sessions=group_sessions,
+                sessions=group_sessions.lifecycle,
                 timers=timers,
                 clock=clock,
                 grace=settings.grace,

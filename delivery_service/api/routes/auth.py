@@ -100,7 +100,7 @@ async def issue_ticket(
     if attempt_id is not None:
         await runtime.attempts.require(user, attempt_id, "owner")
     if session_id is not None:
-        await runtime.group_sessions.get(user, session_id)
+        await runtime.group_sessions.lifecycle.get(user, session_id)
     if attempt_id is not None:
         claims["attempt_id"] = str(attempt_id)
     if session_id is not None:
