@@ -36,10 +36,10 @@ from delivery_service.services.attempts import AttemptService
 from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
+from delivery_service.services.evidence import Evidence
 from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
-from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.security import DeviceCookies, TokenService
@@ -82,7 +82,7 @@ class Runtime:
     classes: ClassService
     group_sessions: GroupSessions
     greeter: Greeter
-    integrity: IntegrityService
+    evidence: Evidence
     metrics: Metrics
     ledger: Ledger
     presence: Presence
@@ -186,9 +186,7 @@ class Runtime:
             greeter=Greeter(
                 sessions=sessions, group_sessions=group_sessions, attempts=attempts, ledger=ledger
             ),
-            integrity=IntegrityService(
-                sessions=sessions, ledger=ledger, bus=bus, attempts=attempts
-            ),
+            evidence=Evidence(db=sessions, ledger=ledger, bus=bus, attempts=attempts),
             ledger=ledger,
             metrics=metrics,
             presence=presence,

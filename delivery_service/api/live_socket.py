@@ -459,7 +459,7 @@ class LiveConnection:
         ledger; its own opening is recorded with its admission (services/greeting.py)."""
         if previous is None:
             return
-        await self.rt.integrity.observed(
+        await self.rt.evidence.observations.record(
             type_=ev.SUPERSEDED,
             candidate_id=self.who.user_id,
             attempt_id=attempt_id,

@@ -200,13 +200,13 @@ class SessionConnection(LiveConnection):
                 await self.send(p.Question(re=re, data=current))
             case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
                 await self._student_only()
-                (recorded,) = await self.rt.integrity.record(
+                (recorded,) = await self.rt.evidence.events.record(
                     self.who, [reported(message)], session_id=self.session_id
                 )
                 await self.send(p.EventRecorded(re=re, data=recorded_data(recorded)))
             case p.IntegrityBatch():
                 await self._student_only()
-                acks = await self.rt.integrity.record(
+                acks = await self.rt.evidence.events.record(
                     self.who, batch_of(message), session_id=self.session_id
                 )
                 await self.send(p.EventsRecorded(re=re, data=[recorded_data(a) for a in acks]))

@@ -37,7 +37,7 @@ from delivery_service.services.access import (
     sees,
 )
 from delivery_service.services.attempts import AttemptService
-from delivery_service.services.integrity import seb_failure
+from delivery_service.services.evidence import seb_failure
 from delivery_service.services.security import Principal
 from delivery_service.services.sessions import GroupSessions, Joining, Work
 from delivery_service.storage.database import clock_column, clock_value
@@ -210,7 +210,7 @@ class Greeter:
         now: datetime,
     ) -> None:
         """What the server saw, on the attempt's chain, or the student's place's before they
-        have an attempt (as IntegrityService.observed chooses)."""
+        have an attempt (as Observations.record chooses)."""
         if attempt_id is not None:
             chain = attempt_chain(attempt_id)
         elif session_id is not None:
