@@ -152,7 +152,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from delivery_service.services.integrity import verification_out
+    from delivery_service.services.evidence import verification_out
 
     results = asyncio.run(_verify(Settings(), args.attempt))
     broken = [r for r in results if not r.ok]

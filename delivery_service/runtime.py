@@ -37,14 +37,14 @@ from delivery_service.services.attempts import AttemptService
 from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
+from delivery_service.services.evidence import Evidence
 from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
-from delivery_service.services.group_sessions import SessionService
-from delivery_service.services.integrity import IntegrityService
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.security import DeviceCookies, TokenService
+from delivery_service.services.sessions import GroupSessions
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -78,9 +78,9 @@ class Runtime:
     attempts: AttemptService
     grading: GradingService
     classes: ClassService
-    group_sessions: SessionService
+    group_sessions: GroupSessions
     greeter: Greeter
-    integrity: IntegrityService
+    evidence: Evidence
     metrics: Metrics
     ledger: Ledger
     presence: Presence
@@ -137,8 +137,8 @@ class Runtime:
             metrics=metrics,
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
-        group_sessions = SessionService(
-            sessions=sessions,
+        group_sessions = GroupSessions(
+            db=sessions,
             attempts=attempts,
             bus=bus,
             timers=timers,
@@ -182,15 +182,13 @@ class Runtime:
             greeter=Greeter(
                 sessions=sessions, group_sessions=group_sessions, attempts=attempts, ledger=ledger
             ),
-            integrity=IntegrityService(
-                sessions=sessions, ledger=ledger, bus=bus, attempts=attempts
-            ),
+            evidence=Evidence(db=sessions, ledger=ledger, bus=bus, attempts=attempts),
             ledger=ledger,
             metrics=metrics,
             presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,
-                sessions=group_sessions,
+                sessions=group_sessions.lifecycle,
                 timers=timers,
                 clock=clock,
                 grace=settings.grace,

@@ -7,13 +7,15 @@ joiner's deadline is that same personal end, so joining late costs time but neve
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from statemachine import State, StateMachine
 
-from delivery_service.domain.attempt_machine import transition
+from delivery_service.domain.attempt_machine import FINAL_STATES, OPEN_STATES, transition
 from delivery_service.domain.errors import Conflict
+from delivery_service.domain.timing import ms
 
 
 class SessionMachine(StateMachine):
@@ -39,6 +41,7 @@ class ClassMachine(StateMachine):
 JOINABLE = frozenset({"waiting", "in_progress"})
 MAX_MULTIPLIER = 4.0
 MAX_EXTRA_SECONDS = 24 * 3600
+RECHECK_PAUSED = timedelta(seconds=30)
 
 
 def session_transition(session: Any, event: str) -> None:
@@ -85,3 +88,46 @@ def validate_accommodation(*, extra_seconds: int, multiplier: float) -> None:
             f"time_multiplier must be between 1.0 and {MAX_MULTIPLIER}",
             time_multiplier=multiplier,
         )
+
+
+def completion_due(
+    *,
+    ends_at: datetime,
+    open_attempts: Iterable[tuple[str, datetime | None]],
+    grace: timedelta,
+    now: datetime,
+) -> datetime | None:
+    """When a running session whose global end is `ends_at` may complete, given its open
+    attempts as (state, deadline): None when it may complete now, else when to look again.
+    Students with extra time keep it open until their own end (plus the grace); a paused
+    attempt keeps it open with no end in sight, so it is looked at again every little while."""
+    waiting_on = [
+        (state, deadline)
+        for state, deadline in open_attempts
+        if state == "paused" or (deadline is not None and deadline + grace > now)
+    ]
+    if now >= ends_at + grace and not waiting_on:
+        return None
+    later = [deadline for _, deadline in waiting_on if deadline is not None]
+    due = max([ends_at, *later]) + grace
+    if due <= now:  # only paused attempts hold it open: look again soon
+        due = now + RECHECK_PAUSED
+    return due
+
+
+def remaining_ms(
+    *, state: str, deadline: datetime | None, paused_at: datetime | None, now: datetime
+) -> int | None:
+    """What the proctor's grid shows as a student's time left: none without a deadline, the
+    time frozen at the pause while paused, nothing once the attempt ended."""
+    if deadline is None:
+        return None
+    if state not in OPEN_STATES:
+        return 0
+    stop = paused_at if state == "paused" and paused_at else now
+    return max(ms(deadline - stop), 0)
+
+
+def finished(state: str | None) -> bool:
+    """Whether a grid row's attempt counts as done in the session's statistics."""
+    return state in FINAL_STATES

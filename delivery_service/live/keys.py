@@ -87,3 +87,7 @@ def participant_channel(session_id: str, user_id: str) -> str:
 
 
 WORKERS_CHANNEL = "workers"
+
+SESSION_MEMBER = "session:"
+"""Prefixes a group session's id in the deadlines set, beside attempt ids: the sweeper completes
+the session when its member falls due."""

@@ -1,24 +1,31 @@
-"""Who may manage or see a class, its sessions and its candidates' attempts (source 002's
-validate_websocket_access).
-
-Admins may do everything; a teacher manages the classes they teach; a student sees the classes
-they are enrolled in and their sessions. An attempt belongs to its session's class, or, taken
-self-paced, to every class its candidate is enrolled in: its candidate and the teachers of that
-class may see it, and only those teachers (and admins) may act on it as staff. One module, so
-every REST route, socket and query decides on the same rule.
+"""Who may manage or see a class, its sessions and its candidates' attempts, in SQL: the
+statements that load a row together with whether the caller teaches or is enrolled in its class,
+and the conditions listings filter by. The decision on what was loaded is the pure rule in
+domain/access.py (re-exported here for the callers that import it from this module). One rule,
+so every REST route, socket and query decides the same way.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Literal
 
 from sqlalchemy import ColumnElement, Label, and_, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 
-from delivery_service.domain.errors import Forbidden, NotFound
+from delivery_service.domain.access import (
+    AttemptAccess,
+    attempt_access,
+    class_access,
+    manages,
+    manages_all,
+    needs_teaches,
+    require_visible,
+    sees,
+    session_access,
+)
+from delivery_service.domain.errors import NotFound
 from delivery_service.services.security import Principal
 from delivery_service.storage.models import (
     Attempt,
@@ -29,16 +36,22 @@ from delivery_service.storage.models import (
     User,
 )
 
-
-def manages(principal: Principal, *, teaches_class: bool) -> bool:
-    """The rule itself, for a caller that read whether the principal teaches the class."""
-    return principal.role == "admin" or (principal.role == "teacher" and teaches_class)
-
-
-def sees(principal: Principal, *, teaches_class: bool, enrolled_in_class: bool) -> bool:
-    return manages(principal, teaches_class=teaches_class) or (
-        principal.role == "student" and enrolled_in_class
-    )
+__all__ = [
+    "AttemptAccess",
+    "attempt_access",
+    "attempts_managed_by",
+    "check_attempt",
+    "class_for",
+    "manages",
+    "members_of_classes_taught_by",
+    "membership",
+    "needs_teaches",
+    "require_visible",
+    "sees",
+    "session_for",
+    "sessions_taught_by",
+    "teaches_attempt",
+]
 
 
 async def class_for(
@@ -51,10 +64,13 @@ async def class_for(
     if found is None:
         raise NotFound("class", class_id)
     klass, teaches_class, enrolled_in_class = found
-    visible = sees(principal, teaches_class=teaches_class, enrolled_in_class=enrolled_in_class)
-    require_visible(visible, principal, "class", class_id)
-    if manage and not manages(principal, teaches_class=teaches_class):
-        raise Forbidden("only the class's teachers or an admin can do this")
+    class_access(
+        principal,
+        class_id,
+        teaches_class=teaches_class,
+        enrolled_in_class=enrolled_in_class,
+        manage=manage,
+    )
     return klass
 
 
@@ -73,10 +89,13 @@ async def session_for(
     if found is None:
         raise NotFound("session", session_id)
     session, teaches_class, enrolled_in_class = found
-    visible = sees(principal, teaches_class=teaches_class, enrolled_in_class=enrolled_in_class)
-    require_visible(visible, principal, "session", session_id)
-    if manage and not manages(principal, teaches_class=teaches_class):
-        raise Forbidden("only the class's teachers or an admin can manage this session")
+    session_access(
+        principal,
+        session_id,
+        teaches_class=teaches_class,
+        enrolled_in_class=enrolled_in_class,
+        manage=manage,
+    )
     return session
 
 
@@ -123,7 +142,7 @@ def attempts_managed_by(
 ) -> ColumnElement[bool] | None:
     """The condition a staff listing of attempts filters by (None: an admin sees them all).
     Only for staff: a candidate's listings filter by their own id."""
-    if principal.role == "admin":
+    if manages_all(principal):
         return None
     return teaches_attempt(session_id, candidate_id, bindparam("managing_user", principal.user_id))
 
@@ -164,42 +183,6 @@ _CLASS = (
 _CLASS_LOCKED = _CLASS.with_for_update(of=Class)
 
 
-def require_visible(visible: bool, principal: Principal, what: str, ident: uuid.UUID) -> None:
-    """Staff of other classes are told no (403); students are not told it exists (404)."""
-    if visible:
-        return
-    if principal.is_staff:
-        raise Forbidden(f"this {what} belongs to a class you do not teach")
-    raise NotFound(what, ident)
-
-
-AttemptAccess = Literal["owner", "read", "staff"]
-
-
-def attempt_access(
-    attempt_id: uuid.UUID,
-    owner_id: uuid.UUID | None,
-    principal: Principal,
-    access: AttemptAccess,
-    *,
-    teaches: bool = False,
-) -> None:
-    """Whether `principal` may act on the attempt owned by `owner_id` (None: no such attempt),
-    `teaches` saying whether they teach its class (`teaches_attempt`; only read for teachers).
-    Read: its candidate or its class's staff; owner: its candidate only; staff: its class's
-    staff only. Staff of other classes are refused (403); students are not told it exists."""
-    owner = owner_id is not None and owner_id == principal.user_id
-    staff = manages(principal, teaches_class=teaches)
-    if owner_id is None or not (owner or staff):
-        if owner_id is not None and principal.is_staff:
-            raise Forbidden("this attempt belongs to a class you do not teach")
-        raise NotFound("attempt", attempt_id)
-    if access == "owner" and not owner:
-        raise Forbidden("only the candidate can do this in their own attempt")
-    if access == "staff" and not staff:
-        raise Forbidden("only a proctor or an admin can do this")
-
-
 async def check_attempt(
     s: AsyncSession,
     principal: Principal,
@@ -222,12 +205,6 @@ async def check_attempt(
     if attempt is None:  # pragma: no cover - refused just above
         raise NotFound("attempt", attempt_id)
     return attempt
-
-
-def needs_teaches(principal: Principal, access: AttemptAccess) -> bool:
-    """Whether deciding `access` for `principal` needs `teaches_attempt` read: only a teacher's
-    read or staff access does (an admin manages all, a student none, an owner is the owner)."""
-    return principal.role == "teacher" and access != "owner"
 
 
 _TEACHES_ATTEMPT = select(teaches_attempt(Attempt.session_id, Attempt.user_id)).where(

@@ -17,10 +17,11 @@ import time
 from datetime import timedelta
 
 from delivery_service.clock import ServerClock
+from delivery_service.live.keys import SESSION_MEMBER
 from delivery_service.live.timers import Timers
 from delivery_service.metrics import Metrics
 from delivery_service.services.attempts import AttemptService
-from delivery_service.services.group_sessions import SESSION_MEMBER, SessionService
+from delivery_service.services.sessions import SessionLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ExpirySweeper:
         self,
         *,
         attempts: AttemptService,
-        sessions: SessionService,
+        sessions: SessionLifecycle,
         timers: Timers,
         clock: ServerClock,
         grace: timedelta,

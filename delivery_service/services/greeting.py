@@ -37,9 +37,9 @@ from delivery_service.services.access import (
     sees,
 )
 from delivery_service.services.attempts import AttemptService
-from delivery_service.services.group_sessions import Joining, SessionService, Work
-from delivery_service.services.integrity import seb_failure
+from delivery_service.services.evidence import seb_failure
 from delivery_service.services.security import Principal
+from delivery_service.services.sessions import GroupSessions, Joining, Work
 from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
 from delivery_service.storage.models import (
@@ -85,7 +85,7 @@ class Greeter:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        group_sessions: SessionService,
+        group_sessions: GroupSessions,
         attempts: AttemptService,
         ledger: Ledger,
     ) -> None:
@@ -117,7 +117,7 @@ class Greeter:
                             seb_failure(check, arrival.url, row.test_id), now,
                         )  # fmt: skip
                 if refused is None:
-                    joining = await self._group.join_in(
+                    joining = await self._group.attendance.join_in(
                         s, principal, session_id, now, work,
                         state=row.state, attempt_id=row.attempt_id,
                     )  # fmt: skip
@@ -130,7 +130,7 @@ class Greeter:
         if joining is None:  # pragma: no cover - a student not refused has joined
             raise RuntimeError("a student was admitted without joining")
         await self._group.run_after(work)
-        await self._group.announce_join(principal, session_id, joining, now)
+        await self._group.attendance.announce_join(principal, session_id, joining, now)
         return Admission(proctor=False, attempt_id=joining.attempt_id, problem=joining.problem)
 
     async def admit_attempt(
@@ -171,8 +171,8 @@ class Greeter:
     ) -> SessionState:
         """The session, and the student's attempt (one transaction) or the proctor's grid."""
         if proctor:
-            summary = await self._group.get(principal, session_id)
-            grid = await self._group.participants(principal, session_id)
+            summary = await self._group.lifecycle.get(principal, session_id)
+            grid = await self._group.monitoring.participants(principal, session_id)
             return SessionState(summary, participants=grid)
         async with self._sessions() as s, s.begin():
             row, *_ = await self._read(s, principal, session_id)
@@ -210,7 +210,7 @@ class Greeter:
         now: datetime,
     ) -> None:
         """What the server saw, on the attempt's chain, or the student's place's before they
-        have an attempt (as IntegrityService.observed chooses)."""
+        have an attempt (as Observations.record chooses)."""
         if attempt_id is not None:
             chain = attempt_chain(attempt_id)
         elif session_id is not None:

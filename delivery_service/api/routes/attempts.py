@@ -35,7 +35,7 @@ async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) ->
         attempt_id = uuid.UUID(str(raw))
     except ValueError:
         return  # the route answers the validation error
-    await runtime.integrity.require_seb(
+    await runtime.evidence.seb.require(
         user, url=str(request.url), headers=request.headers, attempt_id=attempt_id
     )
 
@@ -78,7 +78,7 @@ async def create_attempt(
     response: Response,
 ) -> AttemptView:
     """Create the caller's next attempt; if one is still open it is returned with 200."""
-    await runtime.integrity.require_seb(
+    await runtime.evidence.seb.require(
         user, url=str(request.url), headers=request.headers, test_id=body.test_id
     )
     view, created = await runtime.attempts.create(user, body.test_id)

@@ -63,7 +63,7 @@ async def login(
         httponly=True,
         samesite="strict",
     )
-    await runtime.integrity.observed(
+    await runtime.evidence.observations.record(
         type_=ev.LOGIN,
         candidate_id=principal.user_id,
         actor_id=principal.user_id,
@@ -100,13 +100,13 @@ async def issue_ticket(
     if attempt_id is not None:
         await runtime.attempts.require(user, attempt_id, "owner")
     if session_id is not None:
-        await runtime.group_sessions.get(user, session_id)
+        await runtime.group_sessions.lifecycle.get(user, session_id)
     if attempt_id is not None:
         claims["attempt_id"] = str(attempt_id)
     if session_id is not None:
         claims["session_id"] = str(session_id)
     if attempt_id is not None or session_id is not None:
-        if await runtime.integrity.require_seb(
+        if await runtime.evidence.seb.require(
             user,
             url=str(request.url),
             headers=request.headers,
@@ -115,7 +115,7 @@ async def issue_ticket(
         ):
             claims["seb"] = True
         if not user.is_staff:
-            await runtime.integrity.observed(
+            await runtime.evidence.observations.record(
                 type_=ev.TICKET_ISSUED,
                 candidate_id=user.user_id,
                 actor_id=user.user_id,

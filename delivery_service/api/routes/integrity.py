@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.api.ws import messages as p
 from delivery_service.api.ws.integrity_messages import batch_of, recorded_data
-from delivery_service.services.integrity import verification_out
+from delivery_service.services.evidence import verification_out
 
 router = APIRouter(tags=["integrity"])
 
@@ -44,7 +44,7 @@ async def report_events(
     """The candidate's own integrity events, as over the socket (`integrity_batch`): for a
     page that is closing, or a client without a socket. Idempotent by `client_event_id`."""
     message = p.IntegrityBatch(type="integrity_batch", data=body)
-    acks = await runtime.integrity.record(user, batch_of(message), attempt_id=attempt_id)
+    acks = await runtime.evidence.events.record(user, batch_of(message), attempt_id=attempt_id)
     return EventsOut(events=[recorded_data(a) for a in acks])
 
 
@@ -53,26 +53,26 @@ async def ledger(
     attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep
 ) -> list[dict[str, Any]]:
     """Staff: every event of the attempt's chain, in order, with its seal."""
-    return await runtime.integrity.ledger(user, attempt_id)
+    return await runtime.evidence.reports.ledger(user, attempt_id)
 
 
 @router.get("/attempts/{attempt_id}/ledger/verify", response_model=VerificationOut)
 async def verify(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Any:
     """Staff: recompute every seal of the attempt's chain; name the first broken link."""
-    return verification_out(await runtime.integrity.verify(user, attempt_id))
+    return verification_out(await runtime.evidence.reports.verify(user, attempt_id))
 
 
 @router.get("/attempts/{attempt_id}/integrity")
 async def report(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     """Staff: the attempt's integrity report for an appeal (the console shows it as a page at
     /console/report.html?attempt=ID)."""
-    return await runtime.integrity.report(user, attempt_id)
+    return await runtime.evidence.reports.report(user, attempt_id)
 
 
 @router.get("/integrity/review")
 async def review_queue(user: CurrentUser, runtime: RuntimeDep) -> list[dict[str, Any]]:
     """Staff: attempts a violation rule marked for review, with the reasons."""
-    return await runtime.integrity.review_queue(user)
+    return await runtime.evidence.reports.review_queue(user)
 
 
 @router.get("/audit")
@@ -87,7 +87,7 @@ async def audit(
     limit: int = Query(200, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Admins: the staff audit trail (who did what to whom, when and why), newest first."""
-    return await runtime.integrity.audit(
+    return await runtime.evidence.reports.audit(
         user,
         actor_id=actor_id,
         action=action,

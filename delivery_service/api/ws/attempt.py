@@ -142,13 +142,15 @@ class AttemptConnection(LiveConnection):
                 await self.send(p.FlagSaved(re=re, data=flag))
             case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
                 await self.ensure_owner(self.scope)
-                (recorded,) = await self.rt.integrity.record(
+                (recorded,) = await self.rt.evidence.events.record(
                     who, [reported(message)], attempt_id=ident
                 )
                 await self.send(p.EventRecorded(re=re, data=recorded_data(recorded)))
             case p.IntegrityBatch():
                 await self.ensure_owner(self.scope)
-                acks = await self.rt.integrity.record(who, batch_of(message), attempt_id=ident)
+                acks = await self.rt.evidence.events.record(
+                    who, batch_of(message), attempt_id=ident
+                )
                 await self.send(p.EventsRecorded(re=re, data=[recorded_data(a) for a in acks]))
             case p.EndAssessment():
                 await self.ensure_owner(self.scope)

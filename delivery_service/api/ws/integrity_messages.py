@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from delivery_service.api.ws import messages as p
-from delivery_service.services.integrity import Recorded, Reported
+from delivery_service.services.evidence import Recorded, Reported
 
 IntegrityMessage = p.TabViolation | p.TextHighlighted | p.IntegrityEvent
 

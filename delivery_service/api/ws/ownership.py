@@ -50,7 +50,7 @@ class Ownership:
         ledger; its own opening is recorded with its admission (services/greeting.py)."""
         if previous is None:
             return
-        await self.rt.integrity.observed(
+        await self.rt.evidence.observations.record(
             type_=ev.SUPERSEDED,
             candidate_id=user_id,
             attempt_id=attempt_id,

@@ -157,7 +157,9 @@ class SessionConnection(LiveConnection):
             return
         # A superseded socket leaves quietly: the student is still here, on the newer one.
         if await self.release_ownership(self.scope):
-            await self.rt.group_sessions.leave(self.who, self.session_id, self.rt.clock.now())
+            await self.rt.group_sessions.attendance.leave(
+                self.who, self.session_id, self.rt.clock.now()
+            )
 
     # ---- messages ---------------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class SessionConnection(LiveConnection):
             case p.Heartbeat():
                 if not self.is_proctor:
                     await self.ensure_owner(self.scope)
-                    await self.rt.group_sessions.heartbeat(
+                    await self.rt.group_sessions.attendance.heartbeat(
                         self.who, self.session_id, self.rt.clock.now()
                     )
                 await self.send(p.Pong(re=re, data=p.PongData(server_now=self.rt.clock.now())))
@@ -196,13 +198,13 @@ class SessionConnection(LiveConnection):
                 await self.send(p.Question(re=re, data=current))
             case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
                 await self._student_only()
-                (recorded,) = await self.rt.integrity.record(
+                (recorded,) = await self.rt.evidence.events.record(
                     self.who, [reported(message)], session_id=self.session_id
                 )
                 await self.send(p.EventRecorded(re=re, data=recorded_data(recorded)))
             case p.IntegrityBatch():
                 await self._student_only()
-                acks = await self.rt.integrity.record(
+                acks = await self.rt.evidence.events.record(
                     self.who, batch_of(message), session_id=self.session_id
                 )
                 await self.send(p.EventsRecorded(re=re, data=[recorded_data(a) for a in acks]))
@@ -222,7 +224,7 @@ class SessionConnection(LiveConnection):
         if self.attempt_id is not None:
             progress = await self.rt.attempts.progress(self.who, self.attempt_id)
             return progress.timer, progress.state
-        session = await self.rt.group_sessions.get(self.who, self.session_id)
+        session = await self.rt.group_sessions.lifecycle.get(self.who, self.session_id)
         now = self.rt.clock.now()
         if session.ends_at is not None and session.state == "in_progress":
             remaining = max(int((session.ends_at - now).total_seconds() * 1000), 0)
@@ -285,7 +287,7 @@ class SessionConnection(LiveConnection):
             self.spawn(self._late_join())
 
     async def _late_join(self) -> None:
-        joined = await self.rt.group_sessions.join(self.who, self.session_id)
+        joined = await self.rt.group_sessions.attendance.join(self.who, self.session_id)
         if joined.attempt_id is not None and self.attempt_id is None:
             self.attempt_id = joined.attempt_id
             await self.subscribe(attempt_channel(str(joined.attempt_id)), self._listener("attempt"))
