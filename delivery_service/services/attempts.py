@@ -25,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from delivery_service.domain import attempts as rules
 from delivery_service.domain import navigation, section_clock
 from delivery_service.domain.attempt_machine import FINAL_STATES, OPEN_STATES
+from delivery_service.domain.authority import may_pause, require_reason
 from delivery_service.domain.errors import (
     AttemptLimitReached,
     AttemptNotInProgress,
@@ -35,10 +36,11 @@ from delivery_service.domain.errors import (
     InvalidResponse,
     NavigationForbidden,
     NotFound,
-    ReasonRequired,
     UnknownItem,
     VersionConflict,
 )
+from delivery_service.domain.grace import expiry_grace, late_window
+from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
@@ -558,36 +560,15 @@ class AttemptService:
 
     @staticmethod
     def _section_left(x: Loaded, section: str, limit: int) -> timedelta:
-        clock = (x.attempt.layout or {}).get("clock", {})
-        return section_clock.remaining(clock, section, limit, x.now)
+        return section_clock.left(x.attempt.layout, section, limit, x.now)
 
     def _require_section_time(self, x: Loaded, item: ItemContent) -> None:
-        """An answer to an item of a timed section counts only within its time (and the same
-        network grace as the test's deadline)."""
-        layout = x.attempt.layout or {}
-        for section in layout.get("sections", []):
-            limit = section.get("time_limit_seconds")
-            if limit is not None and item.identifier in section["items"]:
-                if self._section_left(x, section["identifier"], limit) < -self._grace:
-                    raise Conflict(
-                        "section_time_over",
-                        f"the time for section {section['identifier']} is spent",
-                        section=section["identifier"],
-                    )
+        section_clock.require_time(x.attempt.layout, item.identifier, x.now, self._grace)
 
     def _section_time(self, x: Loaded) -> SectionTime | None:
-        section, limit, _ = section_clock.section_at(x.attempt.layout, x.attempt.position)
-        if limit is None:
-            return None
-        clock = (x.attempt.layout or {}).get("clock", {})
-        left = section_clock.remaining(clock, section, limit, x.now)
         running = x.attempt.state == "in_progress"
-        return SectionTime(
-            section=section,
-            limit_seconds=limit,
-            remaining_ms=max(int(left / timedelta(milliseconds=1)), 0),
-            deadline=section_clock.deadline(clock, section, limit, x.now) if running else None,
-        )
+        left = section_clock.time_left(x.attempt.layout, x.attempt.position, x.now, running=running)
+        return None if left is None else SectionTime.model_validate(left, from_attributes=True)
 
     async def _submit_individually(self, x: Loaded, position: int) -> None:
         """QTI's `individual` submission mode: an item's response is submitted when the
@@ -703,11 +684,8 @@ class AttemptService:
 
     @staticmethod
     def _may_pause(principal: Principal, x: Loaded) -> bool:
-        """Staff always; a candidate only when the test allows it and never inside a proctored
-        session, where the proctor holds the clock."""
-        if principal.is_staff:
-            return True
-        return x.test.allow_pause and x.attempt.session_id is None
+        in_session = x.attempt.session_id is not None
+        return may_pause(principal, allow_pause=x.test.allow_pause, in_session=in_session)
 
     async def submit(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
         async def decide(x: Loaded) -> Completion:
@@ -1123,9 +1101,7 @@ class AttemptService:
         return ItemFeedback.model_validate(told, from_attributes=True)
 
     def expiry_grace(self, x: Loaded) -> timedelta:
-        """When the attempt expires after its deadline: the network grace, plus the test's
-        submission window when its deadline policy is `grace` (answers are refused in it)."""
-        return self._grace + late_window(x.policies)
+        return expiry_grace(self._grace, x.policies)
 
     async def _form(self, s: AsyncSession, attempt: Attempt) -> list[ItemContent]:
         return await self._items.many(s, attempt.form)
@@ -1195,34 +1171,6 @@ async def locked_attempt(s: AsyncSession, attempt_id: uuid.UUID) -> Attempt | No
         .execution_options(populate_existing=True)
     )
     return found
-
-
-def clock_at(attempt: Attempt, now: datetime, *, enter: bool, position: int | None = None) -> None:
-    """Start (or stop) the section clock of the section at `position` (default: the current
-    one); nothing for sections without their own time limit."""
-    where = attempt.position if position is None else position
-    section, limit, _ = section_clock.section_at(attempt.layout, where)
-    if limit is None or attempt.layout is None:
-        return
-    clock = attempt.layout.get("clock", {})
-    if enter:
-        clock = section_clock.enter(clock, section, now)
-    else:
-        clock = section_clock.leave(clock, section, now)
-    attempt.layout = {**attempt.layout, "clock": clock}
-
-
-def late_window(policies: Policies) -> timedelta:
-    """The `grace` deadline policy's submission window after the deadline (else none)."""
-    if policies.deadline != "grace":
-        return timedelta(0)
-    return timedelta(seconds=policies.grace_seconds)
-
-
-def require_reason(principal: Principal, action: str, reason: str | None) -> None:
-    if principal.is_staff and action in ev.STAFF_ACTIONS_NEEDING_REASON:
-        if reason is None or not reason.strip():
-            raise ReasonRequired(action)
 
 
 async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID, principal: Principal) -> None:

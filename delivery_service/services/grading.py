@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.attempt_machine import FINAL_STATES
+from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import (
     Conflict,
     Forbidden,
@@ -32,12 +33,7 @@ from delivery_service.schemas import (
     SectionResult,
 )
 from delivery_service.services.access import attempts_managed_by, check_attempt
-from delivery_service.services.attempts import (
-    AttemptService,
-    Loaded,
-    locked_attempt,
-    require_reason,
-)
+from delivery_service.services.attempts import AttemptService, Loaded, locked_attempt
 from delivery_service.services.items import ItemCache
 from delivery_service.services.scores import (
     item_feedback,

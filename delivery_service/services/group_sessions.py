@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain import sessions as rules
 from delivery_service.domain.attempt_machine import OPEN_STATES
+from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound
 from delivery_service.domain.timing import iso, ms
 from delivery_service.live.bus import Bus
@@ -36,7 +37,7 @@ from delivery_service.schemas import (
 )
 from delivery_service.services.access import class_for, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
-from delivery_service.services.attempts import AttemptService, Loaded, require_reason
+from delivery_service.services.attempts import AttemptService, Loaded
 from delivery_service.services.classes import user_out
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
