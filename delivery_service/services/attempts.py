@@ -142,8 +142,9 @@ R = TypeVar("R")
 
 
 @dataclass
-class Loaded:
-    """One attempt with what every decision needs, inside one transaction."""
+class HeldAttempt:
+    """One attempt held in an open transaction (its row locked for a write), with what every
+    decision needs: the test, the database's `now`, and what to run once it commits."""
 
     session: AsyncSession
     attempt: Attempt
@@ -271,7 +272,7 @@ class AttemptService:
         clock_at(attempt, now, enter=True)
         await s.flush()
         await self.log(
-            Loaded(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
+            HeldAttempt(s, attempt, test, now), ev.ATTEMPT_STARTED, "server",
             payload={"deadline": iso(deadline)},
         )  # fmt: skip
         attempt_id, late = str(attempt.id), late_window(policies_of(test))
@@ -316,7 +317,7 @@ class AttemptService:
         s.add(attempt)
         await s.flush()
         await self.log(
-            Loaded(s, attempt, test, now), ev.ATTEMPT_CREATED, "server",
+            HeldAttempt(s, attempt, test, now), ev.ATTEMPT_CREATED, "server",
             payload={"test_id": str(test.id), "attempt_number": attempt.attempt_number,
                      "form": attempt.form, "layout": attempt.layout,
                      "seed_sha256": sealing.digest(seed) if seed else None},
@@ -365,42 +366,42 @@ class AttemptService:
 
     async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
         async with self._sessions() as s, s.begin():
-            loaded = await self._load(s, attempt_id, principal, "owner", lock=False)
-            if loaded.attempt.state != "in_progress":
-                raise AttemptNotInProgress(loaded.attempt.state)
-            return await self._current(loaded)
+            held = await self._load(s, attempt_id, principal, "owner", lock=False)
+            if held.attempt.state != "in_progress":
+                raise AttemptNotInProgress(held.attempt.state)
+            return await self._current(held)
 
     async def progress(self, principal: Principal, attempt_id: uuid.UUID) -> Progress:
         async with self._sessions() as s, s.begin():
-            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
-            states = await item_states(s, loaded.attempt.id)
+            held = await self._load(s, attempt_id, principal, "read", lock=False)
+            states = await item_states(s, held.attempt.id)
             return Progress(
-                state=loaded.attempt.state,
-                position=loaded.attempt.position,
-                total_items=adaptive.planned_total(loaded.attempt.layout, len(loaded.attempt.form)),
+                state=held.attempt.state,
+                position=held.attempt.position,
+                total_items=adaptive.planned_total(held.attempt.layout, len(held.attempt.form)),
                 answered=sum(1 for st in states.values() if st.response is not None),
                 flagged=sum(1 for st in states.values() if st.flagged),
-                timer=self._timer(loaded.attempt, loaded.test, loaded.now),
+                timer=self._timer(held.attempt, held.test, held.now),
             )
 
     async def timer(self, principal: Principal, attempt_id: uuid.UUID) -> Timer:
         async with self._sessions() as s, s.begin():
-            loaded = await self._load(s, attempt_id, principal, "read", lock=False)
-            return self._timer(loaded.attempt, loaded.test, loaded.now)
+            held = await self._load(s, attempt_id, principal, "read", lock=False)
+            return self._timer(held.attempt, held.test, held.now)
 
     # ---- the candidate's writes ------------------------------------------------------------
 
     async def start(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
-        async def decide(x: Loaded) -> AttemptView:
-            rules.start(x.attempt, now=x.now, time_limit_seconds=x.test.time_limit_seconds)
-            clock_at(x.attempt, x.now, enter=True)
-            deadline = iso(x.attempt.deadline) if x.attempt.deadline else None
+        async def decide(held: HeldAttempt) -> AttemptView:
+            rules.start(held.attempt, now=held.now, time_limit_seconds=held.test.time_limit_seconds)
+            clock_at(held.attempt, held.now, enter=True)
+            deadline = iso(held.attempt.deadline) if held.attempt.deadline else None
             await self.log(
-                x, ev.ATTEMPT_STARTED, "candidate", actor=principal.user_id,
+                held, ev.ATTEMPT_STARTED, "candidate", actor=principal.user_id,
                 payload={"deadline": deadline},
             )  # fmt: skip
-            self._after_timer_change(x)
-            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+            self._after_timer_change(held)
+            return await self._view(held.session, held.attempt, held.test, held.now, principal)
 
         return await self._write(principal, attempt_id, "owner", decide)
 
@@ -437,9 +438,9 @@ class AttemptService:
             test = await s.get(Test, attempt.test_id) if attempt else None
             if attempt is None or test is None:
                 return
-            loaded = Loaded(s, attempt, test, await db_now(s))
+            held = HeldAttempt(s, attempt, test, await db_now(s))
             await self.log(
-                loaded, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
+                held, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
                 payload={"item_id": item_id, "client_seq": client_seq, "state": attempt.state},
             )  # fmt: skip
 
@@ -463,7 +464,7 @@ class AttemptService:
                 # The clock, the item's state and a prior answer, in one round trip after the
                 # lock (the answer path's cost is mostly its round trips).
                 found = await answers.lookup(s, attempt.id, uuid.UUID(item.item_id), client_seq)
-                loaded = Loaded(s, attempt, test, found.now)
+                held = HeldAttempt(s, attempt, test, found.now)
                 # A replay is answered before the deadline check: a client whose ack was lost must
                 # get the same ack, even after time ran out.
                 prior = found.prior
@@ -477,30 +478,30 @@ class AttemptService:
                         duplicate=True,
                         saved_at=prior.received_at,
                         answered=found.state.answered,
-                        feedback=self._answer_feedback(loaded, item, prior.response),
+                        feedback=self._answer_feedback(held, item, prior.response),
                     )
-                overdue = rules.is_overdue(attempt, now=loaded.now, grace=self.expiry_grace(loaded))
-                late = overdue or rules.is_overdue(attempt, now=loaded.now, grace=self._grace)
+                overdue = rules.is_overdue(attempt, now=held.now, grace=self.expiry_grace(held))
+                late = overdue or rules.is_overdue(attempt, now=held.now, grace=self._grace)
                 if late:
                     await self.log(
-                        loaded, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
+                        held, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
                         payload={"item_id": item_id, "client_seq": client_seq,
                                  "connection_id": connection_id},
                     )  # fmt: skip
                     if overdue:
-                        await self._finish(loaded, "expire")
+                        await self._finish(held, "expire")
                 else:
-                    rules.require_writable(attempt, now=loaded.now, grace=self._grace)
-                    self._require_section_time(loaded, item)
+                    rules.require_writable(attempt, now=held.now, grace=self._grace)
+                    self._require_section_time(held, item)
                     ack = await self._record_answer(
-                        loaded, item, found.state, normalized, client_seq, principal, connection_id
+                        held, item, found.state, normalized, client_seq, principal, connection_id
                     )
             if late:
                 # The refusal is committed evidence; in a grace window only submitting is left.
-                await self._run_after(loaded)
-                raise DeadlinePassed(iso(attempt.deadline or loaded.now))
+                await self._run_after(held)
+                raise DeadlinePassed(iso(attempt.deadline or held.now))
             self._notify_proctors(
-                loaded,
+                held,
                 "answer_submitted",
                 {
                     "item_id": ack.item_id,
@@ -512,145 +513,151 @@ class AttemptService:
                     "at": iso(ack.saved_at),
                 },
             )
-            await self._run_after(loaded)
+            await self._run_after(held)
             return ack
 
     async def navigate(
         self, principal: Principal, attempt_id: uuid.UUID, to: navigation.Target
     ) -> CurrentItem:
-        async def decide(x: Loaded) -> CurrentItem:
-            rules.require_writable(x.attempt, now=x.now, grace=self._grace)
+        async def decide(held: HeldAttempt) -> CurrentItem:
+            rules.require_writable(held.attempt, now=held.now, grace=self._grace)
             target = to
-            if await self._adaptive_step(x, target, principal) == "stopped_last":
-                return await self._current(x)  # the adaptive end of the test: submit is next
-            leaving = x.attempt.position
-            here, limit, next_section = section_clock.section_at(x.attempt.layout, leaving)
-            spent = limit is not None and self._section_left(x, here, limit) <= timedelta(0)
-            if spent and target == "next" and next_section < len(x.attempt.form):
+            if await self._adaptive_step(held, target, principal) == "stopped_last":
+                return await self._current(held)  # the adaptive end of the test: submit is next
+            leaving = held.attempt.position
+            here, limit, next_section = section_clock.section_at(held.attempt.layout, leaving)
+            spent = limit is not None and self._section_left(held, here, limit) <= timedelta(0)
+            if spent and target == "next" and next_section < len(held.attempt.form):
                 target = next_section  # this section's time is spent: on to the next section
-            x.attempt.position = navigation.next_position(
-                current=x.attempt.position,
+            held.attempt.position = navigation.next_position(
+                current=held.attempt.position,
                 to=target,
-                total=len(x.attempt.form),
-                mode="linear" if x.test.navigation_mode == "linear" else "nonlinear",
+                total=len(held.attempt.form),
+                mode="linear" if held.test.navigation_mode == "linear" else "nonlinear",
             )
-            if x.attempt.position != leaving:
-                await self._submit_individually(x, leaving)
+            if held.attempt.position != leaving:
+                await self._submit_individually(held, leaving)
                 there, there_limit, _ = section_clock.section_at(
-                    x.attempt.layout, x.attempt.position
+                    held.attempt.layout, held.attempt.position
                 )
                 if there != here and there_limit is not None:
-                    if self._section_left(x, there, there_limit) <= timedelta(0):
+                    if self._section_left(held, there, there_limit) <= timedelta(0):
                         raise Conflict(
                             "section_time_over",
                             f"the time for section {there} is spent",
                             section=there,
                         )
                 if there != here:
-                    clock_at(x.attempt, x.now, enter=False, position=leaving)
-                    clock_at(x.attempt, x.now, enter=True)
+                    clock_at(held.attempt, held.now, enter=False, position=leaving)
+                    clock_at(held.attempt, held.now, enter=True)
             self._notify_proctors(
-                x,
+                held,
                 "progress_update",
-                {"position": x.attempt.position, "total_items": len(x.attempt.form)},
+                {"position": held.attempt.position, "total_items": len(held.attempt.form)},
             )
-            return await self._current(x)
+            return await self._current(held)
 
         return await self._write(principal, attempt_id, "owner", decide)
 
     @staticmethod
-    def _section_left(x: Loaded, section: str, limit: int) -> timedelta:
-        return section_clock.left(x.attempt.layout, section, limit, x.now)
+    def _section_left(held: HeldAttempt, section: str, limit: int) -> timedelta:
+        return section_clock.left(held.attempt.layout, section, limit, held.now)
 
-    def _require_section_time(self, x: Loaded, item: ItemContent) -> None:
-        section_clock.require_time(x.attempt.layout, item.identifier, x.now, self._grace)
+    def _require_section_time(self, held: HeldAttempt, item: ItemContent) -> None:
+        section_clock.require_time(held.attempt.layout, item.identifier, held.now, self._grace)
 
-    def _section_time(self, x: Loaded) -> SectionTime | None:
-        running = x.attempt.state == "in_progress"
-        left = section_clock.time_left(x.attempt.layout, x.attempt.position, x.now, running=running)
+    def _section_time(self, held: HeldAttempt) -> SectionTime | None:
+        running = held.attempt.state == "in_progress"
+        left = section_clock.time_left(
+            held.attempt.layout, held.attempt.position, held.now, running=running
+        )
         return None if left is None else SectionTime.model_validate(left, from_attributes=True)
 
-    async def _submit_individually(self, x: Loaded, position: int) -> None:
+    async def _submit_individually(self, held: HeldAttempt, position: int) -> None:
         """QTI's `individual` submission mode: an item's response is submitted when the
         candidate leaves it, and is final from then on (one attempt per item)."""
-        if x.policies.submission_mode != "individual":
+        if held.policies.submission_mode != "individual":
             return
-        item = (await self._form(x.session, x.attempt))[position]
-        state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+        item = (await self._form(held.session, held.attempt))[position]
+        state = await held.session.get(ItemState, (held.attempt.id, uuid.UUID(item.item_id)))
         if state is not None and state.response is not None:
             state.locked = True
 
-    async def _adaptive_step(self, x: Loaded, to: navigation.Target, principal: Principal) -> str:
+    async def _adaptive_step(
+        self, held: HeldAttempt, to: navigation.Target, principal: Principal
+    ) -> str:
         """Leaving the current item of a running adaptive section: score it, lock it, and let
         the engine choose what follows (another item of the section, or the section's end)."""
-        if not (x.attempt.layout or {}).get("adaptive") or x.attempt.seed is None:
+        if not (held.attempt.layout or {}).get("adaptive") or held.attempt.seed is None:
             return "not_adaptive"  # most tests: decided without reading the form
-        form = await self._form(x.session, x.attempt)
-        current = form[x.attempt.position]
-        found = adaptive.frontier(x.attempt.layout, current.identifier)
-        if found is None or x.attempt.layout is None:
+        form = await self._form(held.session, held.attempt)
+        current = form[held.attempt.position]
+        found = adaptive.frontier(held.attempt.layout, current.identifier)
+        if found is None or held.attempt.layout is None:
             return "not_adaptive"
-        if to not in ("next", x.attempt.position + 1):
+        if to not in ("next", held.attempt.position + 1):
             raise NavigationForbidden(
                 "an adaptive section moves one item at a time, forward only",
-                current=x.attempt.position,
+                current=held.attempt.position,
             )
         section_id, state = found
-        item_state = await self._state_row(x.session, x.attempt.id, current)
+        item_state = await self._state_row(held.session, held.attempt.id, current)
         scored = score_item(current, item_state.response)
         right = item_state.response is not None and scored.score == scored.max_score
         item_state.locked = True
-        bank = await adaptive.bank_of(x.session, x.attempt.layout, state)
-        step = advance(state, bank, current.identifier, right, seed=x.attempt.seed,
+        bank = await adaptive.bank_of(held.session, held.attempt.layout, state)
+        step = advance(state, bank, current.identifier, right, seed=held.attempt.seed,
                        label=section_id)  # fmt: skip
-        x.attempt.layout = adaptive.with_step(x.attempt.layout, section_id, state, step.item)
-        x.attempt.form = adaptive.form_of(x.attempt.layout)
+        held.attempt.layout = adaptive.with_step(held.attempt.layout, section_id, state, step.item)
+        held.attempt.form = adaptive.form_of(held.attempt.layout)
         await self.log(
-            x, "adaptive_step", "server", actor=principal.user_id,
+            held, "adaptive_step", "server", actor=principal.user_id,
             payload={"section": section_id, "item_id": current.identifier, "score": int(right),
                      "theta": state.theta, "se": state.se, "next": step.item,
                      "stopped": step.reason},
         )  # fmt: skip
-        last = x.attempt.position + 1 >= len(x.attempt.form)
+        last = held.attempt.position + 1 >= len(held.attempt.form)
         return "stopped_last" if step.item is None and last else "stepped"
 
-    async def _close_adaptive(self, x: Loaded) -> None:
+    async def _close_adaptive(self, held: HeldAttempt) -> None:
         """At the end, an answered current item of a running adaptive section still counts in
         its ability estimate (the engine chooses nothing after it)."""
-        layout = x.attempt.layout
+        layout = held.attempt.layout
         if not layout or not layout.get("adaptive"):
             return
-        form = {item.identifier: item for item in await self._form(x.session, x.attempt)}
+        form = {item.identifier: item for item in await self._form(held.session, held.attempt)}
         for section in Form.from_json(layout).sections:
             found = adaptive.frontier(layout, section.items[-1]) if section.items else None
             if found is None:
                 continue
             section_id, state = found
             item = form[section.items[-1]]
-            item_state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+            item_state = await held.session.get(
+                ItemState, (held.attempt.id, uuid.UUID(item.item_id))
+            )
             if item_state is None or item_state.response is None:
                 continue
             scored = score_item(item, item_state.response)
-            bank = await adaptive.bank_of(x.session, layout, state)
+            bank = await adaptive.bank_of(held.session, layout, state)
             close(state, bank, item.identifier, scored.score == scored.max_score)
             layout = adaptive.with_step(layout, section_id, state, None)
-        x.attempt.layout = layout
+        held.attempt.layout = layout
 
     async def adaptive_audit(
         self, principal: Principal, attempt_id: uuid.UUID
     ) -> list[dict[str, Any]]:
         """Staff: the engine replayed over each adaptive section's stored log."""
         async with self._sessions() as s, s.begin():
-            loaded = await self._load(s, attempt_id, principal, "staff", lock=False)
-            return await adaptive.audit(s, loaded.attempt)
+            held = await self._load(s, attempt_id, principal, "staff", lock=False)
+            return await adaptive.audit(s, held.attempt)
 
     async def flag(
         self, principal: Principal, attempt_id: uuid.UUID, item_id: str, flagged: bool
     ) -> FlagAck:
-        async def decide(x: Loaded) -> FlagAck:
-            rules.require_writable(x.attempt, now=x.now, grace=self._grace)
-            item = await self._item(x.session, x.attempt, item_id)
-            state = await self._state_row(x.session, x.attempt.id, item)
+        async def decide(held: HeldAttempt) -> FlagAck:
+            rules.require_writable(held.attempt, now=held.now, grace=self._grace)
+            item = await self._item(held.session, held.attempt, item_id)
+            state = await self._state_row(held.session, held.attempt.id, item)
             state.flagged = flagged
             return FlagAck(item_id=item_id, flagged=flagged)
 
@@ -659,37 +666,37 @@ class AttemptService:
     async def pause(
         self, principal: Principal, attempt_id: uuid.UUID, *, reason: str | None = None
     ) -> AttemptView:
-        async def decide(x: Loaded) -> AttemptView:
-            rules.pause(x.attempt, now=x.now, allowed=self._may_pause(principal, x))
-            clock_at(x.attempt, x.now, enter=False)
-            self._after_timer_change(x)
-            await self._act(x, principal, "attempt_paused", reason)
-            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+        async def decide(held: HeldAttempt) -> AttemptView:
+            rules.pause(held.attempt, now=held.now, allowed=self._may_pause(principal, held))
+            clock_at(held.attempt, held.now, enter=False)
+            self._after_timer_change(held)
+            await self._act(held, principal, "attempt_paused", reason)
+            return await self._view(held.session, held.attempt, held.test, held.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
 
     async def resume(
         self, principal: Principal, attempt_id: uuid.UUID, *, reason: str | None = None
     ) -> AttemptView:
-        async def decide(x: Loaded) -> AttemptView:
-            if not self._may_pause(principal, x):
+        async def decide(held: HeldAttempt) -> AttemptView:
+            if not self._may_pause(principal, held):
                 raise Forbidden("only a proctor can resume this attempt")
-            rules.resume(x.attempt, now=x.now)
-            clock_at(x.attempt, x.now, enter=True)
-            self._after_timer_change(x)
-            await self._act(x, principal, "attempt_resumed", reason)
-            return await self._view(x.session, x.attempt, x.test, x.now, principal)
+            rules.resume(held.attempt, now=held.now)
+            clock_at(held.attempt, held.now, enter=True)
+            self._after_timer_change(held)
+            await self._act(held, principal, "attempt_resumed", reason)
+            return await self._view(held.session, held.attempt, held.test, held.now, principal)
 
         return await self._write(principal, attempt_id, "read", decide)
 
     @staticmethod
-    def _may_pause(principal: Principal, x: Loaded) -> bool:
-        in_session = x.attempt.session_id is not None
-        return may_pause(principal, allow_pause=x.test.allow_pause, in_session=in_session)
+    def _may_pause(principal: Principal, held: HeldAttempt) -> bool:
+        in_session = held.attempt.session_id is not None
+        return may_pause(principal, allow_pause=held.test.allow_pause, in_session=in_session)
 
     async def submit(self, principal: Principal, attempt_id: uuid.UUID) -> Completion:
-        async def decide(x: Loaded) -> Completion:
-            return await self._finish(x, "submit", actor=principal)
+        async def decide(held: HeldAttempt) -> Completion:
+            return await self._finish(held, "submit", actor=principal)
 
         return await self._write(principal, attempt_id, "owner", decide)
 
@@ -698,8 +705,8 @@ class AttemptService:
     async def terminate(
         self, principal: Principal, attempt_id: uuid.UUID, *, reason: str
     ) -> Completion:
-        async def decide(x: Loaded) -> Completion:
-            return await self._finish(x, "terminate", actor=principal, reason=reason)
+        async def decide(held: HeldAttempt) -> Completion:
+            return await self._finish(held, "terminate", actor=principal, reason=reason)
 
         return await self._write(principal, attempt_id, "staff", decide)
 
@@ -711,34 +718,36 @@ class AttemptService:
         *,
         reason: str | None = None,
     ) -> Timer:
-        async def decide(x: Loaded) -> Timer:
+        async def decide(held: HeldAttempt) -> Timer:
             require_reason(principal, "time_extended", reason)
-            rules.extend(x.attempt, seconds=seconds)
-            self._after_timer_change(x)
-            deadline = iso(x.attempt.deadline) if x.attempt.deadline else None
+            rules.extend(held.attempt, seconds=seconds)
+            self._after_timer_change(held)
+            deadline = iso(held.attempt.deadline) if held.attempt.deadline else None
             await self._act(
-                x, principal, "time_extended", reason, {"seconds": seconds, "deadline": deadline}
+                held, principal, "time_extended", reason, {"seconds": seconds, "deadline": deadline}
             )
-            return self._timer(x.attempt, x.test, x.now)
+            return self._timer(held.attempt, held.test, held.now)
 
         return await self._write(principal, attempt_id, "staff", decide)
 
-    async def end_for_session(self, s: AsyncSession, attempt: Attempt, now: datetime) -> Loaded:
+    async def end_for_session(
+        self, s: AsyncSession, attempt: Attempt, now: datetime
+    ) -> HeldAttempt:
         """End one open attempt when its session completes (caller's transaction): a running one
         expires, a paused one is terminated (the machine has no other way out of paused)."""
         test = await s.get(Test, attempt.test_id)
         if test is None:  # pragma: no cover - foreign key guarantees it
             raise NotFound("test", attempt.test_id)
-        loaded = Loaded(s, attempt, test, now)
-        await self._finish(loaded, "expire" if attempt.state == "in_progress" else "terminate")
-        return loaded
+        held = HeldAttempt(s, attempt, test, now)
+        await self._finish(held, "expire" if attempt.state == "in_progress" else "terminate")
+        return held
 
     async def enforce(
         self, attempt_id: uuid.UUID, action: Literal["pause", "terminate"], *, reason: str
     ) -> bool:
         """The server acting on a violation rule: pause (a proctor resumes) or terminate.
         Logged as the server's own act, with the rule's reason. False if nothing was running."""
-        loaded: Loaded | None = None
+        held: HeldAttempt | None = None
         async with self._sessions() as s:
             async with s.begin():
                 attempt = await locked_attempt(s, attempt_id)
@@ -747,21 +756,21 @@ class AttemptService:
                 test = await s.get(Test, attempt.test_id)
                 if test is None:  # pragma: no cover - foreign key guarantees it
                     raise NotFound("test", attempt.test_id)
-                loaded = Loaded(s, attempt, test, await db_now(s))
-                if rules.is_overdue(attempt, now=loaded.now, grace=self.expiry_grace(loaded)):
-                    await self._finish(loaded, "expire")
+                held = HeldAttempt(s, attempt, test, await db_now(s))
+                if rules.is_overdue(attempt, now=held.now, grace=self.expiry_grace(held)):
+                    await self._finish(held, "expire")
                 elif action == "pause":
-                    rules.pause(attempt, now=loaded.now, allowed=True)
-                    clock_at(attempt, loaded.now, enter=False)
-                    self._after_timer_change(loaded)
-                    await self.log(loaded, "attempt_paused", "server", reason=reason)
+                    rules.pause(attempt, now=held.now, allowed=True)
+                    clock_at(attempt, held.now, enter=False)
+                    self._after_timer_change(held)
+                    await self.log(held, "attempt_paused", "server", reason=reason)
                 else:
-                    await self._finish(loaded, "terminate", reason=reason)
-        await self._run_after(loaded)
+                    await self._finish(held, "terminate", reason=reason)
+        await self._run_after(held)
         return True
 
-    async def run_after(self, loaded: Loaded) -> None:
-        await self._run_after(loaded)
+    async def run_after(self, held: HeldAttempt) -> None:
+        await self._run_after(held)
 
     # ---- the system's own work --------------------------------------------------------------
 
@@ -773,7 +782,7 @@ class AttemptService:
         except ValueError:
             await self._timers.cancel(attempt_id)
             return False
-        loaded: Loaded | None = None
+        held: HeldAttempt | None = None
         expired = False
         async with self._sessions() as s:
             async with s.begin():
@@ -782,25 +791,25 @@ class AttemptService:
                     test = await s.get(Test, attempt.test_id)
                     if test is None:  # pragma: no cover - foreign key guarantees it
                         raise NotFound("test", attempt.test_id)
-                    loaded = Loaded(s, attempt, test, await db_now(s))
-                    grace = self.expiry_grace(loaded)
-                    expired = rules.is_overdue(attempt, now=loaded.now, grace=grace)
+                    held = HeldAttempt(s, attempt, test, await db_now(s))
+                    grace = self.expiry_grace(held)
+                    expired = rules.is_overdue(attempt, now=held.now, grace=grace)
                     if expired:
-                        await self._finish(loaded, "expire")
+                        await self._finish(held, "expire")
                         if self._metrics is not None and attempt.deadline is not None:
-                            lag = loaded.now - (attempt.deadline + grace)
+                            lag = held.now - (attempt.deadline + grace)
                             self._metrics.expiry_lag.observe(max(lag.total_seconds(), 0.0))
                     elif attempt.deadline is not None:
                         # Redis was early or stale (an extension it missed): re-arm only.
-                        deadline, now = attempt.deadline, loaded.now
-                        late = late_window(loaded.policies)
-                        loaded.after.append(
+                        deadline, now = attempt.deadline, held.now
+                        late = late_window(held.policies)
+                        held.after.append(
                             lambda: self._timers.schedule(attempt_id, deadline, now, late=late)
                         )
-        if loaded is None:  # gone, final or paused: nothing to time
+        if held is None:  # gone, final or paused: nothing to time
             await run_safely(self._timers.cancel(attempt_id))
             return False
-        await self._run_after(loaded)
+        await self._run_after(held)
         return expired
 
     async def running_deadlines(self) -> list[tuple[str, datetime, timedelta]]:
@@ -834,22 +843,22 @@ class AttemptService:
         principal: Principal,
         attempt_id: uuid.UUID,
         access: AttemptAccess,
-        decide: Callable[[Loaded], Awaitable[R]],
+        decide: Callable[[HeldAttempt], Awaitable[R]],
     ) -> R:
         """Run one decision in a transaction with optimistic locking; expire first if overdue."""
         for _ in range(3):
             try:
                 async with self._sessions() as s:
                     async with s.begin():
-                        loaded = await self._load(s, attempt_id, principal, access, lock=True)
+                        held = await self._load(s, attempt_id, principal, access, lock=True)
                         overdue = rules.is_overdue(
-                            loaded.attempt, now=loaded.now, grace=self.expiry_grace(loaded)
+                            held.attempt, now=held.now, grace=self.expiry_grace(held)
                         )
                         if overdue:
-                            completion = await self._finish(loaded, "expire")
+                            completion = await self._finish(held, "expire")
                         else:
-                            result = await decide(loaded)
-                    await self._run_after(loaded)
+                            result = await decide(held)
+                    await self._run_after(held)
                     if overdue:
                         raise DeadlinePassed(iso(completion.ended_at))
                     return result
@@ -865,9 +874,9 @@ class AttemptService:
         access: AttemptAccess,
         *,
         lock: bool,
-    ) -> Loaded:
+    ) -> HeldAttempt:
         attempt, test, now = await self._fetch(s, attempt_id, principal, access, lock=lock)
-        return Loaded(s, attempt, test, now if now is not None else await db_now(s))
+        return HeldAttempt(s, attempt, test, now if now is not None else await db_now(s))
 
     @classmethod
     async def _row(
@@ -912,7 +921,7 @@ class AttemptService:
 
     async def _finish(
         self,
-        x: Loaded,
+        held: HeldAttempt,
         event: str,
         *,
         actor: Principal | None = None,
@@ -921,42 +930,42 @@ class AttemptService:
         """Submit, expire or terminate: score what was saved, stamp the end, announce it."""
         if event == "terminate" and actor is not None:
             require_reason(actor, "attempt_terminated", reason)
-        rules.finish(x.attempt, event=event, now=x.now)
-        await self._close_adaptive(x)
-        form = await self._form(x.session, x.attempt)
-        states = await item_states(x.session, x.attempt.id)
-        result = score_attempt(x.attempt, x.test, form, states)
-        record_result(x.attempt, result)
+        rules.finish(held.attempt, event=event, now=held.now)
+        await self._close_adaptive(held)
+        form = await self._form(held.session, held.attempt)
+        states = await item_states(held.session, held.attempt.id)
+        result = score_attempt(held.attempt, held.test, form, states)
+        record_result(held.attempt, result)
         for item in form:  # answered essays join the grading queue
             state = states.get(uuid.UUID(item.item_id))
             if state is not None and result.items[item.item_id].score is None:
                 state.needs_grade = True
-        policies = x.policies
+        policies = held.policies
         feedback = None
         if policies.feedback == "after_submission":
             feedback = [item_feedback(item, states, policies) for item in form]
         completion = Completion(
-            attempt_id=x.attempt.id,
-            state=x.attempt.state,
-            reason=x.attempt.state,
-            ended_at=x.now,
+            attempt_id=held.attempt.id,
+            state=held.attempt.state,
+            reason=held.attempt.state,
+            ended_at=held.now,
             answered=sum(1 for st in states.values() if st.response is not None),
-            total_items=len(x.attempt.form),
+            total_items=len(held.attempt.form),
             feedback=feedback,
         )
         source: Source = "server"
         if actor is not None:
             source = "staff" if actor.is_staff else "candidate"
         await self.log(
-            x, f"attempt_{x.attempt.state}", source,
+            held, f"attempt_{held.attempt.state}", source,
             actor=actor.user_id if actor else None, reason=reason,
-            payload={"score": x.attempt.score, "max_score": x.attempt.max_score,
-                     "pending_grades": x.attempt.pending_grades, "passed": x.attempt.passed,
+            payload={"score": held.attempt.score, "max_score": held.attempt.max_score,
+                     "pending_grades": held.attempt.pending_grades, "passed": held.attempt.passed,
                      "answered": completion.answered, "total_items": completion.total_items},
         )  # fmt: skip
-        attempt_id = str(x.attempt.id)
-        x.after.append(lambda: self._timers.cancel(attempt_id))
-        x.after.append(
+        attempt_id = str(held.attempt.id)
+        held.after.append(lambda: self._timers.cancel(attempt_id))
+        held.after.append(
             lambda: self._bus.publish(
                 attempt_channel(attempt_id),
                 "assessment_completed",
@@ -964,40 +973,40 @@ class AttemptService:
             )
         )
         self._notify_proctors(
-            x,
+            held,
             "assessment_completed",
-            completion.model_dump(mode="json") | {"score": x.attempt.score},
+            completion.model_dump(mode="json") | {"score": held.attempt.score},
         )
         return completion
 
-    def after_timer_change(self, x: Loaded) -> None:
-        """Re-arm the timer and tell the candidate (and proctors) once `x` commits."""
-        self._after_timer_change(x)
+    def after_timer_change(self, held: HeldAttempt) -> None:
+        """Re-arm the timer and tell the candidate (and proctors) once `held` commits."""
+        self._after_timer_change(held)
 
-    def _after_timer_change(self, x: Loaded) -> None:
-        attempt_id = str(x.attempt.id)
-        timer = self._timer(x.attempt, x.test, x.now)
-        if x.attempt.state == "in_progress" and x.attempt.deadline is not None:
-            deadline, now, late = x.attempt.deadline, x.now, late_window(x.policies)
-            x.after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
+    def _after_timer_change(self, held: HeldAttempt) -> None:
+        attempt_id = str(held.attempt.id)
+        timer = self._timer(held.attempt, held.test, held.now)
+        if held.attempt.state == "in_progress" and held.attempt.deadline is not None:
+            deadline, now, late = held.attempt.deadline, held.now, late_window(held.policies)
+            held.after.append(lambda: self._timers.schedule(attempt_id, deadline, now, late=late))
         else:
-            x.after.append(lambda: self._timers.cancel(attempt_id))
-        data = {"state": x.attempt.state, "timer": timer.model_dump(mode="json")}
-        x.after.append(lambda: self._bus.publish(attempt_channel(attempt_id), "timer", data))
-        self._notify_proctors(x, "timer_changed", data)
+            held.after.append(lambda: self._timers.cancel(attempt_id))
+        data = {"state": held.attempt.state, "timer": timer.model_dump(mode="json")}
+        held.after.append(lambda: self._bus.publish(attempt_channel(attempt_id), "timer", data))
+        self._notify_proctors(held, "timer_changed", data)
 
-    def _notify_proctors(self, x: Loaded, type_: str, data: dict[str, Any]) -> None:
+    def _notify_proctors(self, held: HeldAttempt, type_: str, data: dict[str, Any]) -> None:
         """Session attempts also report to their session's proctor feed, after the commit."""
-        session_id = x.attempt.session_id
+        session_id = held.attempt.session_id
         if session_id is None:
             return
-        event = data | {"student_id": str(x.attempt.user_id), "attempt_id": str(x.attempt.id)}
+        event = data | {"student_id": str(held.attempt.user_id), "attempt_id": str(held.attempt.id)}
         channel = proctor_channel(str(session_id))
-        x.after.append(lambda: self._bus.publish(channel, type_, event))
+        held.after.append(lambda: self._bus.publish(channel, type_, event))
 
     async def log(
         self,
-        x: Loaded,
+        held: HeldAttempt,
         type_: str,
         source: Source,
         *,
@@ -1007,24 +1016,24 @@ class AttemptService:
     ) -> None:
         """Append to the attempt's ledger chain in the same transaction as the change."""
         await self._ledger.append(
-            x.session,
+            held.session,
             Entry(
-                chain=attempt_chain(x.attempt.id),
+                chain=attempt_chain(held.attempt.id),
                 type=type_,
                 source=source,
                 actor_id=actor,
-                candidate_id=x.attempt.user_id,
-                attempt_id=x.attempt.id,
-                session_id=x.attempt.session_id,
+                candidate_id=held.attempt.user_id,
+                attempt_id=held.attempt.id,
+                session_id=held.attempt.session_id,
                 payload=payload or {},
                 reason=reason,
             ),
-            x.now,
+            held.now,
         )
 
     async def _act(
         self,
-        x: Loaded,
+        held: HeldAttempt,
         principal: Principal,
         action: str,
         reason: str | None,
@@ -1034,15 +1043,17 @@ class AttemptService:
         the outcome need a reason; a candidate pausing their own attempt is their event."""
         require_reason(principal, action, reason)
         source: Source = "staff" if principal.is_staff else "candidate"
-        await self.log(x, action, source, actor=principal.user_id, payload=details, reason=reason)
+        await self.log(
+            held, action, source, actor=principal.user_id, payload=details, reason=reason
+        )
 
-    async def _run_after(self, x: Loaded) -> None:
-        for action in x.after:
+    async def _run_after(self, held: HeldAttempt) -> None:
+        for action in held.after:
             await run_safely(action())
 
     async def _record_answer(
         self,
-        x: Loaded,
+        held: HeldAttempt,
         item: ItemContent,
         state: answers.AnswerState,
         normalized: Any,
@@ -1058,11 +1069,11 @@ class AttemptService:
                 item_id=item.identifier,
             )
         applied = state.client_seq is None or client_seq > state.client_seq
-        feedback = self._answer_feedback(x, item, normalized) if applied else None
+        feedback = self._answer_feedback(held, item, normalized) if applied else None
         locked = feedback is not None  # feedback given: a second try would make it a hint
         await answers.record(
-            x.session,
-            attempt_id=x.attempt.id,
+            held.session,
+            attempt_id=held.attempt.id,
             item_id=item_id,
             client_seq=client_seq,
             response=normalized,
@@ -1070,13 +1081,13 @@ class AttemptService:
             locked=locked,
             actor_id=principal.user_id,
             connection_id=connection_id,
-            at=x.now,
+            at=held.now,
         )
         answered = state.answered
         if applied:
             answered += (normalized is not None) - state.has_response
         await self.log(
-            x, ev.ANSWER_SAVED, "candidate", actor=principal.user_id,
+            held, ev.ANSWER_SAVED, "candidate", actor=principal.user_id,
             payload={"item_id": item.identifier, "client_seq": client_seq, "applied": applied,
                      "response_sha256": sealing.digest(normalized),
                      "connection_id": connection_id, "locked": locked},
@@ -1086,22 +1097,24 @@ class AttemptService:
             client_seq=client_seq,
             applied=applied,
             duplicate=False,
-            saved_at=x.now,
+            saved_at=held.now,
             answered=answered,
             feedback=feedback,
         )
 
     @staticmethod
-    def _answer_feedback(x: Loaded, item: ItemContent, response: Any) -> ItemFeedback | None:
+    def _answer_feedback(
+        held: HeldAttempt, item: ItemContent, response: Any
+    ) -> ItemFeedback | None:
         """Per-item feedback tests score an answer as it is given (clearing one scores nothing)."""
-        policies = x.policies
+        policies = held.policies
         if policies.feedback != "per_item" or response is None:
             return None
         told = feedback_for(item, response, policies)
         return ItemFeedback.model_validate(told, from_attributes=True)
 
-    def expiry_grace(self, x: Loaded) -> timedelta:
-        return expiry_grace(self._grace, x.policies)
+    def expiry_grace(self, held: HeldAttempt) -> timedelta:
+        return expiry_grace(self._grace, held.policies)
 
     async def _form(self, s: AsyncSession, attempt: Attempt) -> list[ItemContent]:
         return await self._items.many(s, attempt.form)
@@ -1120,19 +1133,19 @@ class AttemptService:
     def _timer(self, attempt: Attempt, test: Test, now: datetime) -> Timer:
         return timer_of(attempt, test, now)
 
-    async def _current(self, x: Loaded) -> CurrentItem:
-        form = await self._form(x.session, x.attempt)
-        item = form[x.attempt.position]
-        state = await x.session.get(ItemState, (x.attempt.id, uuid.UUID(item.item_id)))
+    async def _current(self, held: HeldAttempt) -> CurrentItem:
+        form = await self._form(held.session, held.attempt)
+        item = form[held.attempt.position]
+        state = await held.session.get(ItemState, (held.attempt.id, uuid.UUID(item.item_id)))
         return CurrentItem(
-            position=x.attempt.position,
-            total_items=adaptive.planned_total(x.attempt.layout, len(form)),
-            item=delivered(item, x.attempt.position, x.attempt.layout),
+            position=held.attempt.position,
+            total_items=adaptive.planned_total(held.attempt.layout, len(form)),
+            item=delivered(item, held.attempt.position, held.attempt.layout),
             response=state.response if state else None,
             flagged=bool(state and state.flagged),
-            timer=self._timer(x.attempt, x.test, x.now),
+            timer=self._timer(held.attempt, held.test, held.now),
             locked=bool(state and state.locked),
-            section_time=self._section_time(x),
+            section_time=self._section_time(held),
         )
 
     async def _view(

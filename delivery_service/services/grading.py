@@ -33,7 +33,7 @@ from delivery_service.schemas import (
     SectionResult,
 )
 from delivery_service.services.access import attempts_managed_by, check_attempt
-from delivery_service.services.attempts import AttemptService, Loaded, locked_attempt
+from delivery_service.services.attempts import AttemptService, HeldAttempt, locked_attempt
 from delivery_service.services.items import ItemCache
 from delivery_service.services.scores import (
     item_feedback,
@@ -155,7 +155,7 @@ class GradingService:
                         max_score=top,
                     )
                 previous = state.grade
-                loaded = Loaded(s, attempt, test, await db_now(s))
+                loaded = HeldAttempt(s, attempt, test, await db_now(s))
                 event = "item_graded" if previous is None else "grade_changed"
                 if previous is not None:
                     require_reason(principal, event, reason)

@@ -37,7 +37,7 @@ from delivery_service.schemas import (
 )
 from delivery_service.services.access import class_for, session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
-from delivery_service.services.attempts import AttemptService, Loaded
+from delivery_service.services.attempts import AttemptService, HeldAttempt
 from delivery_service.services.classes import user_out
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
@@ -81,7 +81,7 @@ class Work:
     """Post-commit actions collected while deciding, run only once the transaction committed."""
 
     after: list[AfterCommit] = field(default_factory=list)
-    loaded: list[Loaded] = field(default_factory=list)
+    loaded: list[HeldAttempt] = field(default_factory=list)
 
 
 class SessionService:
@@ -482,7 +482,7 @@ class SessionService:
                     delta = int((after - before).total_seconds())
                     attempt = await s.get(Attempt, participant.attempt_id, with_for_update=True)
                     if delta and attempt is not None and attempt.state in OPEN_STATES:
-                        loaded = Loaded(s, attempt, test, now)
+                        loaded = HeldAttempt(s, attempt, test, now)
                         attempt_rules.extend(attempt, seconds=delta)
                         self._attempts.after_timer_change(loaded)
                         work.loaded.append(loaded)
