@@ -73,6 +73,7 @@ from delivery_service.services.attempt_views import attempt_view, read_view, tim
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.items import ItemCache
+from delivery_service.services.ledger_log import log_event
 from delivery_service.services.scores import (
     item_feedback,
     item_states,
@@ -83,7 +84,7 @@ from delivery_service.services.scores import (
 from delivery_service.services.security import Principal
 from delivery_service.storage import answers
 from delivery_service.storage.database import clock_column, clock_value, db_now
-from delivery_service.storage.ledger import Entry, Ledger, attempt_chain
+from delivery_service.storage.ledger import Ledger, attempt_chain
 from delivery_service.storage.models import (
     Attempt,
     GroupSession,
@@ -1015,20 +1016,19 @@ class AttemptService:
         reason: str | None = None,
     ) -> None:
         """Append to the attempt's ledger chain in the same transaction as the change."""
-        await self._ledger.append(
+        await log_event(
+            self._ledger,
             held.session,
-            Entry(
-                chain=attempt_chain(held.attempt.id),
-                type=type_,
-                source=source,
-                actor_id=actor,
-                candidate_id=held.attempt.user_id,
-                attempt_id=held.attempt.id,
-                session_id=held.attempt.session_id,
-                payload=payload or {},
-                reason=reason,
-            ),
             held.now,
+            chain=attempt_chain(held.attempt.id),
+            type=type_,
+            source=source,
+            actor_id=actor,
+            candidate_id=held.attempt.user_id,
+            attempt_id=held.attempt.id,
+            session_id=held.attempt.session_id,
+            payload=payload,
+            reason=reason,
         )
 
     async def _act(
