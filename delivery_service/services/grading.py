@@ -162,13 +162,13 @@ class GradingService:
                 was_pending = attempt.pending_grades
                 state.grade, state.graded_by, state.graded_at = score, principal.user_id, loaded.now
                 record_result(attempt, score_attempt(attempt, test, form, states))
-                await self._attempts.log(
+                await self._attempts.context.log(
                     loaded, event, "staff", actor=principal.user_id, reason=reason,
                     payload={"item_id": item_identifier, "grade": score, "previous": previous,
                              "max_score": top, "score": attempt.score},
                 )  # fmt: skip
                 if was_pending and attempt.pending_grades == 0:
-                    await self._attempts.log(
+                    await self._attempts.context.log(
                         loaded, "result_final", "server",
                         payload={"score": attempt.score, "max_score": attempt.max_score,
                                  "passed": attempt.passed},

@@ -484,7 +484,7 @@ class SessionService:
                     if delta and attempt is not None and attempt.state in OPEN_STATES:
                         loaded = HeldAttempt(s, attempt, test, now)
                         attempt_rules.extend(attempt, seconds=delta)
-                        self._attempts.after_timer_change(loaded)
+                        self._attempts.context.after_timer_change(loaded)
                         work.loaded.append(loaded)
                 await self._staff_action(
                     s, principal, "accommodation_set", session, now, spec.reason,
@@ -781,7 +781,7 @@ class SessionService:
             raise Conflict(
                 "time_over", "the session's time is over for this student", deadline=iso(deadline)
             )
-        attempt = await self._attempts.open_in_session(
+        attempt = await self._attempts.creation.open_in_session(
             s,
             test=test,
             user_id=user_id,
@@ -817,7 +817,7 @@ class SessionService:
             .where(Attempt.session_id == session.id, Attempt.state.in_(("in_progress", "paused")))
             .with_for_update()
         ):
-            work.loaded.append(await self._attempts.end_for_session(s, attempt, now))
+            work.loaded.append(await self._attempts.lifecycle.end_for_session(s, attempt, now))
         member = SESSION_MEMBER + str(session.id)
         work.after.append(lambda: self._timers.cancel(member))
 
@@ -832,7 +832,7 @@ class SessionService:
         for action in work.after:
             await run_safely(action())
         for loaded in work.loaded:
-            await self._attempts.run_after(loaded)
+            await self._attempts.context.run_after(loaded)
 
     async def _broadcast_status(self, out: SessionOut, now: datetime, extra: str | None) -> None:
         data = {"session_id": str(out.id), "state": out.state, "at": iso(now)}

@@ -127,7 +127,9 @@ async def extend_student(
     runtime: RuntimeDep,
 ) -> Timer:
     attempt_id = await runtime.group_sessions.student_attempt(user, session_id, student_id)
-    return await runtime.attempts.extend(user, attempt_id, body.seconds, reason=body.reason)
+    return await runtime.attempts.lifecycle.extend(
+        user, attempt_id, body.seconds, reason=body.reason
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/pause", response_model=AttemptView)
@@ -139,7 +141,9 @@ async def pause_student(
     body: ReasonIn | None = None,
 ) -> AttemptView:
     attempt_id = await runtime.group_sessions.student_attempt(user, session_id, student_id)
-    return await runtime.attempts.pause(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.pause(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/resume", response_model=AttemptView)
@@ -151,7 +155,9 @@ async def resume_student(
     body: ReasonIn | None = None,
 ) -> AttemptView:
     attempt_id = await runtime.group_sessions.student_attempt(user, session_id, student_id)
-    return await runtime.attempts.resume(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.resume(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/terminate", response_model=Completion)
@@ -163,7 +169,7 @@ async def terminate_student(
     runtime: RuntimeDep,
 ) -> Completion:
     attempt_id = await runtime.group_sessions.student_attempt(user, session_id, student_id)
-    return await runtime.attempts.terminate(user, attempt_id, reason=body.reason)
+    return await runtime.attempts.lifecycle.terminate(user, attempt_id, reason=body.reason)
 
 
 @router.post("/{session_id}/notices", status_code=201)
