@@ -3,7 +3,7 @@
     python -m bench.answer_path --attempts 400 --concurrency 20 --duration 20
 
 Seeds running self-paced attempts, then P processes (default 2, like two workers) each run
-their share of `--concurrency` closed-loop writers through `AttemptService.save_answer` (the
+their share of `--concurrency` closed-loop writers through `AttemptService.answers.save_answer` (the
 call both sockets and REST make: lock, validate, replay check, state upsert, history row,
 ledger seal, commit) with nothing in between: no socket, no JSON, no nginx. It prints
 acknowledged answers per second, latency percentiles, SQL statements per answer, and checks
@@ -91,8 +91,8 @@ async def seed(settings: Settings, attempts: int) -> list[tuple[str, str, str]]:
     out = []
     for u in users:
         who = Principal(u.id, u.username, "student")
-        view, _ = await runtime.attempts.create(who, test_id)
-        await runtime.attempts.start(who, view.id)
+        view, _ = await runtime.attempts.creation.create(who, test_id)
+        await runtime.attempts.lifecycle.start(who, view.id)
         out.append((str(u.id), u.username, str(view.id)))
     await runtime.stop()
     return out
@@ -132,7 +132,7 @@ async def _writers(
             seq = seqs[attempt]
             sent = time.perf_counter()
             try:
-                await runtime.attempts.save_answer(
+                await runtime.attempts.answers.save_answer(
                     Principal(uuid.UUID(user_id), username, "student"),
                     uuid.UUID(attempt),
                     item_id=f"q{seq % ITEMS + 1}",

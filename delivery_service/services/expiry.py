@@ -57,7 +57,7 @@ class ExpirySweeper:
         self.healthy = False
 
     async def reconcile(self) -> int:
-        running = await self._attempts.running_deadlines()
+        running = await self._attempts.expiry.running_deadlines()
         restored = await self._timers.restore(running, self._clock.now())
         await self._timers.restore_due(
             (member, end + self._grace) for member, end in await self._sessions.running_ends()
@@ -82,7 +82,7 @@ class ExpirySweeper:
         for member in await self._timers.claim_due(now, self._lease):
             if member.startswith(SESSION_MEMBER):
                 await self._sessions.complete_due(member.removeprefix(SESSION_MEMBER))
-            elif await self._attempts.expire_due(member):
+            elif await self._attempts.expiry.expire_due(member):
                 expired += 1
         return expired
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.attempt_machine import FINAL_STATES
+from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import (
     Conflict,
     Forbidden,
@@ -32,12 +33,7 @@ from delivery_service.schemas import (
     SectionResult,
 )
 from delivery_service.services.access import attempts_managed_by, check_attempt
-from delivery_service.services.attempts import (
-    AttemptService,
-    Loaded,
-    locked_attempt,
-    require_reason,
-)
+from delivery_service.services.attempts import AttemptService, HeldAttempt, locked_attempt
 from delivery_service.services.items import ItemCache
 from delivery_service.services.scores import (
     item_feedback,
@@ -159,20 +155,20 @@ class GradingService:
                         max_score=top,
                     )
                 previous = state.grade
-                loaded = Loaded(s, attempt, test, await db_now(s))
+                loaded = HeldAttempt(s, attempt, test, await db_now(s))
                 event = "item_graded" if previous is None else "grade_changed"
                 if previous is not None:
                     require_reason(principal, event, reason)
                 was_pending = attempt.pending_grades
                 state.grade, state.graded_by, state.graded_at = score, principal.user_id, loaded.now
                 record_result(attempt, score_attempt(attempt, test, form, states))
-                await self._attempts.log(
+                await self._attempts.context.log(
                     loaded, event, "staff", actor=principal.user_id, reason=reason,
                     payload={"item_id": item_identifier, "grade": score, "previous": previous,
                              "max_score": top, "score": attempt.score},
                 )  # fmt: skip
                 if was_pending and attempt.pending_grades == 0:
-                    await self._attempts.log(
+                    await self._attempts.context.log(
                         loaded, "result_final", "server",
                         payload={"score": attempt.score, "max_score": attempt.max_score,
                                  "passed": attempt.passed},

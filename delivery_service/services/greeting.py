@@ -176,7 +176,9 @@ class Greeter:
             return SessionState(summary, participants=grid)
         async with self._sessions() as s, s.begin():
             row, *_ = await self._read(s, principal, session_id)
-            attempt = await self._attempts.view_in(s, principal, attempt_id) if attempt_id else None
+            attempt = (
+                await self._attempts.reads.view_in(s, principal, attempt_id) if attempt_id else None
+            )
         # The row's columns are named as SessionOut's fields (see _statement).
         return SessionState(SessionOut.model_validate(row._mapping), attempt)
 

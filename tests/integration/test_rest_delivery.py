@@ -351,7 +351,7 @@ async def test_an_answer_is_five_statements_in_one_transaction(world: World) -> 
     aid = uuid.UUID(await world.started_attempt())
     me = await world.student.get("/auth/me")
     who = Principal(uuid.UUID(me["id"]), "student1", "student")
-    attempts = world.served.runtime.attempts
+    attempts = world.served.runtime.attempts.answers
     seen: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:

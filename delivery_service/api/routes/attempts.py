@@ -81,7 +81,7 @@ async def create_attempt(
     await runtime.evidence.seb.require(
         user, url=str(request.url), headers=request.headers, test_id=body.test_id
     )
-    view, created = await runtime.attempts.create(user, body.test_id)
+    view, created = await runtime.attempts.creation.create(user, body.test_id)
     if not created:
         response.status_code = 200
     return view
@@ -95,39 +95,39 @@ async def list_attempts(
     user_id: uuid.UUID | None = None,
 ) -> list[AttemptSummary]:
     """The caller's attempts, newest first; staff may filter anyone's by test or candidate."""
-    return await runtime.attempts.list_attempts(user, test_id=test_id, user_id=user_id)
+    return await runtime.attempts.reads.list_attempts(user, test_id=test_id, user_id=user_id)
 
 
 @router.get("/{attempt_id}", response_model=AttemptView)
 async def get_attempt(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
-    return await runtime.attempts.get(user, attempt_id)
+    return await runtime.attempts.reads.get(user, attempt_id)
 
 
 @router.post("/{attempt_id}/start", response_model=AttemptView)
 async def start(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> AttemptView:
-    return await runtime.attempts.start(user, attempt_id)
+    return await runtime.attempts.lifecycle.start(user, attempt_id)
 
 
 @router.get("/{attempt_id}/current", response_model=CurrentItem)
 async def current(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> CurrentItem:
-    return await runtime.attempts.current(user, attempt_id)
+    return await runtime.attempts.reads.current(user, attempt_id)
 
 
 @router.get("/{attempt_id}/progress", response_model=Progress)
 async def progress(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Progress:
-    return await runtime.attempts.progress(user, attempt_id)
+    return await runtime.attempts.reads.progress(user, attempt_id)
 
 
 @router.get("/{attempt_id}/timer", response_model=Timer)
 async def timer(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Timer:
-    return await runtime.attempts.timer(user, attempt_id)
+    return await runtime.attempts.reads.timer(user, attempt_id)
 
 
 @router.post("/{attempt_id}/answers", response_model=AnswerAck)
 async def answer(
     attempt_id: uuid.UUID, body: AnswerIn, user: CurrentUser, runtime: RuntimeDep
 ) -> AnswerAck:
-    return await runtime.attempts.save_answer(
+    return await runtime.attempts.answers.save_answer(
         user, attempt_id, item_id=body.item_id, response=body.response, client_seq=body.client_seq
     )
 
@@ -136,33 +136,37 @@ async def answer(
 async def navigate(
     attempt_id: uuid.UUID, body: NavigateIn, user: CurrentUser, runtime: RuntimeDep
 ) -> CurrentItem:
-    return await runtime.attempts.navigate(user, attempt_id, body.to)
+    return await runtime.attempts.navigation.navigate(user, attempt_id, body.to)
 
 
 @router.post("/{attempt_id}/flags", response_model=FlagAck)
 async def flag(
     attempt_id: uuid.UUID, body: FlagIn, user: CurrentUser, runtime: RuntimeDep
 ) -> FlagAck:
-    return await runtime.attempts.flag(user, attempt_id, body.item_id, body.flagged)
+    return await runtime.attempts.navigation.flag(user, attempt_id, body.item_id, body.flagged)
 
 
 @router.post("/{attempt_id}/pause", response_model=AttemptView)
 async def pause(
     attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, body: ReasonIn | None = None
 ) -> AttemptView:
-    return await runtime.attempts.pause(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.pause(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{attempt_id}/resume", response_model=AttemptView)
 async def resume(
     attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, body: ReasonIn | None = None
 ) -> AttemptView:
-    return await runtime.attempts.resume(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.resume(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{attempt_id}/submit", response_model=Completion)
 async def submit(attempt_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep) -> Completion:
-    return await runtime.attempts.submit(user, attempt_id)
+    return await runtime.attempts.lifecycle.submit(user, attempt_id)
 
 
 @router.post("/{attempt_id}/terminate", response_model=Completion)
@@ -170,7 +174,7 @@ async def terminate(
     attempt_id: uuid.UUID, body: RequiredReasonIn, user: CurrentUser, runtime: RuntimeDep
 ) -> Completion:
     """Staff only: end the attempt now, with a reason; saved responses are scored."""
-    return await runtime.attempts.terminate(user, attempt_id, reason=body.reason)
+    return await runtime.attempts.lifecycle.terminate(user, attempt_id, reason=body.reason)
 
 
 @router.get("/{attempt_id}/adaptive")
@@ -180,7 +184,7 @@ async def adaptive_audit(
     """Staff only: each adaptive section's log with the engine's decisions replayed from the
     stored seed, configuration and pinned pool; `consistent` is false if any delivered item
     was not the engine's own choice."""
-    return await runtime.attempts.adaptive_audit(user, attempt_id)
+    return await runtime.attempts.navigation.adaptive_audit(user, attempt_id)
 
 
 @router.post("/{attempt_id}/extend", response_model=Timer)
@@ -188,4 +192,6 @@ async def extend(
     attempt_id: uuid.UUID, body: ExtendIn, user: CurrentUser, runtime: RuntimeDep
 ) -> Timer:
     """Staff only: move this attempt's deadline; the candidate's countdown updates at once."""
-    return await runtime.attempts.extend(user, attempt_id, body.seconds, reason=body.reason)
+    return await runtime.attempts.lifecycle.extend(
+        user, attempt_id, body.seconds, reason=body.reason
+    )

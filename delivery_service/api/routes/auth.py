@@ -98,7 +98,7 @@ async def issue_ticket(
     # A ticket bound to a socket is for someone who may open it (the attempt's candidate, a
     # member or proctor of the session): nobody writes to a stranger's ledger by asking.
     if attempt_id is not None:
-        await runtime.attempts.require(user, attempt_id, "owner")
+        await runtime.attempts.reads.require(user, attempt_id, "owner")
     if session_id is not None:
         await runtime.group_sessions.lifecycle.get(user, session_id)
     if attempt_id is not None:

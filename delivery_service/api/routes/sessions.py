@@ -131,7 +131,9 @@ async def extend_student(
     attempt_id = await runtime.group_sessions.proctoring.student_attempt(
         user, session_id, student_id
     )
-    return await runtime.attempts.extend(user, attempt_id, body.seconds, reason=body.reason)
+    return await runtime.attempts.lifecycle.extend(
+        user, attempt_id, body.seconds, reason=body.reason
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/pause", response_model=AttemptView)
@@ -145,7 +147,9 @@ async def pause_student(
     attempt_id = await runtime.group_sessions.proctoring.student_attempt(
         user, session_id, student_id
     )
-    return await runtime.attempts.pause(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.pause(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/resume", response_model=AttemptView)
@@ -159,7 +163,9 @@ async def resume_student(
     attempt_id = await runtime.group_sessions.proctoring.student_attempt(
         user, session_id, student_id
     )
-    return await runtime.attempts.resume(user, attempt_id, reason=body.reason if body else None)
+    return await runtime.attempts.lifecycle.resume(
+        user, attempt_id, reason=body.reason if body else None
+    )
 
 
 @router.post("/{session_id}/participants/{student_id}/terminate", response_model=Completion)
@@ -173,7 +179,7 @@ async def terminate_student(
     attempt_id = await runtime.group_sessions.proctoring.student_attempt(
         user, session_id, student_id
     )
-    return await runtime.attempts.terminate(user, attempt_id, reason=body.reason)
+    return await runtime.attempts.lifecycle.terminate(user, attempt_id, reason=body.reason)
 
 
 @router.post("/{session_id}/notices", status_code=201)

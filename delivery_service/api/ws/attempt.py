@@ -85,7 +85,7 @@ class AttemptConnection(LiveConnection):
         await self.release_ownership(self.scope)
 
     async def _send_state(self, re: str | None = None) -> AttemptView:
-        view = await self.rt.attempts.get(self.who, self.attempt_id)
+        view = await self.rt.attempts.reads.get(self.who, self.attempt_id)
         await self.send(p.AttemptState(re=re, data=view))
         await self.send(p.TimerMessage(data=p.TimerData(state=view.state, timer=view.timer)))
         return view
@@ -102,28 +102,28 @@ class AttemptConnection(LiveConnection):
                 data = p.TimerData(state=state, timer=timer, client_time=message.data.client_time)
                 await self.send(p.TimerMessage(re=re, data=data))
             case p.GetProgress():
-                await self.send(p.ProgressUpdate(re=re, data=await svc.progress(who, ident)))
+                await self.send(p.ProgressUpdate(re=re, data=await svc.reads.progress(who, ident)))
             case p.GetQuestion():
                 await self.ensure_owner(self.scope)
                 index = message.data.index
                 current = (
-                    await svc.navigate(who, ident, index)
+                    await svc.navigation.navigate(who, ident, index)
                     if index is not None
-                    else await svc.current(who, ident)
+                    else await svc.reads.current(who, ident)
                 )
                 await self.send(p.Question(re=re, data=current))
             case p.StartAssessment():
                 await self.ensure_owner(self.scope)
-                view = await svc.get(who, ident)
+                view = await svc.reads.get(who, ident)
                 if view.state == "not_started":
-                    view = await svc.start(who, ident)
+                    view = await svc.lifecycle.start(who, ident)
                 # Starting a running attempt (a reconnecting client) answers with its state.
                 await self.send(p.AssessmentStarted(re=re, data=view))
                 if view.state == "in_progress":
-                    await self.send(p.Question(data=await svc.current(who, ident)))
+                    await self.send(p.Question(data=await svc.reads.current(who, ident)))
             case p.SubmitAnswer():
                 await self.ensure_owner(self.scope)
-                ack = await svc.save_answer(
+                ack = await svc.answers.save_answer(
                     who,
                     ident,
                     item_id=message.data.item_id,
@@ -134,11 +134,13 @@ class AttemptConnection(LiveConnection):
                 await self.send(p.AnswerFeedback(re=re, data=ack))
             case p.Navigate():
                 await self.ensure_owner(self.scope)
-                current = await svc.navigate(who, ident, message.data.to)
+                current = await svc.navigation.navigate(who, ident, message.data.to)
                 await self.send(p.Question(re=re, data=current))
             case p.FlagItem():
                 await self.ensure_owner(self.scope)
-                flag = await svc.flag(who, ident, message.data.item_id, message.data.flagged)
+                flag = await svc.navigation.flag(
+                    who, ident, message.data.item_id, message.data.flagged
+                )
                 await self.send(p.FlagSaved(re=re, data=flag))
             case p.TabViolation() | p.TextHighlighted() | p.IntegrityEvent():
                 await self.ensure_owner(self.scope)
@@ -156,7 +158,7 @@ class AttemptConnection(LiveConnection):
                 await self.ensure_owner(self.scope)
                 self._ending = True
                 try:
-                    completion = await svc.submit(who, ident)
+                    completion = await svc.lifecycle.submit(who, ident)
                 except DomainError:
                     self._release_held_completion()
                     raise
@@ -174,7 +176,7 @@ class AttemptConnection(LiveConnection):
             deadline = datetime.fromtimestamp(deadline_ms / 1000, UTC)
             remaining = max(int((deadline - now).total_seconds() * 1000), 0)
             return Timer.of(TimerView(deadline, now, remaining, running=True)), "in_progress"
-        progress = await self.rt.attempts.progress(self.who, self.attempt_id)
+        progress = await self.rt.attempts.reads.progress(self.who, self.attempt_id)
         return progress.timer, progress.state
 
     def _on_event(self, event: Event) -> None:

@@ -181,7 +181,7 @@ class SessionConnection(LiveConnection):
                 await self._state_sync(re)
             case sp.AnswerSubmitted():
                 attempt_id = await self._student_attempt()
-                ack = await self.rt.attempts.save_answer(
+                ack = await self.rt.attempts.answers.save_answer(
                     self.who,
                     attempt_id,
                     item_id=message.data.item_id,
@@ -192,7 +192,7 @@ class SessionConnection(LiveConnection):
                 await self.send(p.AnswerFeedback(re=re, data=ack))
             case sp.ProgressUpdate():
                 attempt_id = await self._student_attempt()
-                current = await self.rt.attempts.navigate(
+                current = await self.rt.attempts.navigation.navigate(
                     self.who, attempt_id, message.data.position
                 )
                 await self.send(p.Question(re=re, data=current))
@@ -222,7 +222,7 @@ class SessionConnection(LiveConnection):
 
     async def _timer(self) -> tuple[Timer, str | None]:
         if self.attempt_id is not None:
-            progress = await self.rt.attempts.progress(self.who, self.attempt_id)
+            progress = await self.rt.attempts.reads.progress(self.who, self.attempt_id)
             return progress.timer, progress.state
         session = await self.rt.group_sessions.lifecycle.get(self.who, self.session_id)
         now = self.rt.clock.now()

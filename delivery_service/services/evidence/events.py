@@ -147,7 +147,7 @@ class CandidateEvents:
                 await run_safely(step())
             for ident, action, reason in x.enforce:
                 try:
-                    await self._attempts.enforce(ident, action, reason=reason)  # type: ignore[arg-type]
+                    await self._attempts.lifecycle.enforce(ident, action, reason=reason)  # type: ignore[arg-type]
                 except Exception:  # the evidence is stored; a sweep or a proctor can act
                     log.exception("could not %s attempt %s for a violation", action, ident)
             return acks

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain import sessions as session_rules
+from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import Conflict, NotFound
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
@@ -25,7 +26,7 @@ from delivery_service.live.presence import Presence
 from delivery_service.live.timers import Timers
 from delivery_service.schemas import SessionOut
 from delivery_service.services.after_commit import AfterCommit, run_safely
-from delivery_service.services.attempts import AttemptService, Loaded, require_reason
+from delivery_service.services.attempts import AttemptService, HeldAttempt
 from delivery_service.services.security import Principal
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, session_chain
 from delivery_service.storage.models import Attempt, Class, GroupSession, Participant, Test
@@ -36,7 +37,7 @@ class Work:
     """Post-commit actions collected while deciding, run only once the transaction committed."""
 
     after: list[AfterCommit] = field(default_factory=list)
-    loaded: list[Loaded] = field(default_factory=list)
+    loaded: list[HeldAttempt] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class SessionContext:
         for action in work.after:
             await run_safely(action())
         for loaded in work.loaded:
-            await self.attempts.run_after(loaded)
+            await self.attempts.context.run_after(loaded)
 
     async def open_attempt(
         self,
@@ -85,7 +86,7 @@ class SessionContext:
             raise Conflict(
                 "time_over", "the session's time is over for this student", deadline=iso(deadline)
             )
-        attempt = await self.attempts.open_in_session(
+        attempt = await self.attempts.creation.open_in_session(
             s,
             test=test,
             user_id=user_id,

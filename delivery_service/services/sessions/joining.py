@@ -48,13 +48,13 @@ class Attendance:
     """Who is in the session: joins, heartbeats and departures."""
 
     def __init__(self, context: SessionContext) -> None:
-        self._x = context
+        self._context = context
 
     async def join(self, principal: Principal, session_id: uuid.UUID) -> Joined:
         """A student's socket connected: mark them present, and give them their attempt (a new
         one when the session already runs and they have none yet)."""
         work = Work()
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=False)
                 if principal.role != "student":
@@ -67,7 +67,7 @@ class Attendance:
                     attempt_id=participant.attempt_id if participant else None,
                 )  # fmt: skip
                 out = await session_out(s, session)
-            await self._x.run_after(work)
+            await self._context.run_after(work)
             await self.announce_join(principal, session_id, joining, now)
             return Joined(out, joining.attempt_id, joining.problem)
 
@@ -91,7 +91,7 @@ class Attendance:
         if state == "in_progress" and attempt_id is not None:
             # Coming back to a running attempt writes nothing and takes no lock: a reconnect
             # storm queued on the session's row lock.
-            online = await self._x.presence.arrive(str(session_id), user, now)
+            online = await self._context.presence.arrive(str(session_id), user, now)
             return Joining(attempt_id, None, online)
         # A join that may write (the first one, one that may open an attempt) does so under the
         # session's row lock, so that a start at the same moment and this join agree on who
@@ -99,7 +99,7 @@ class Attendance:
         session = await session_for(s, principal, session_id, manage=False, lock=True)
         participant = await s.get(Participant, (session_id, principal.user_id),
                                   populate_existing=True)  # fmt: skip
-        online = await self._x.presence.arrive(str(session_id), user, now)
+        online = await self._context.presence.arrive(str(session_id), user, now)
         problem: Conflict | None = None
         try:
             session_rules.require_joinable(session.state)
@@ -112,7 +112,7 @@ class Attendance:
             if session.state == "in_progress" and participant.attempt_id is None:
                 test = await session_test(s, session)
                 try:
-                    await self._x.open_attempt(s, session, test, principal.user_id, now, work)
+                    await self._context.open_attempt(s, session, test, principal.user_id, now, work)
                 except Conflict as exc:
                     problem = exc
         await s.flush()
@@ -128,7 +128,7 @@ class Attendance:
         """Tell the proctors a student is here, with how many are (after the join committed)."""
         attempt_id = joining.attempt_id
         await run_safely(
-            self._x.bus.publish(
+            self._context.bus.publish(
                 proctor_channel(str(session_id)),
                 "participant_joined",
                 {
@@ -144,11 +144,11 @@ class Attendance:
 
     async def heartbeat(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
         if principal.role == "student":
-            await self._x.presence.touch(str(session_id), str(principal.user_id), now)
+            await self._context.presence.touch(str(session_id), str(principal.user_id), now)
 
     async def leave(self, principal: Principal, session_id: uuid.UUID, now: datetime) -> None:
-        connected = await self._x.presence.leave(str(session_id), str(principal.user_id), now)
-        await self._x.bus.publish(
+        connected = await self._context.presence.leave(str(session_id), str(principal.user_id), now)
+        await self._context.bus.publish(
             proctor_channel(str(session_id)),
             "participant_disconnected",
             {

@@ -38,12 +38,12 @@ from delivery_service.storage.models import (
 
 class SessionLifecycle:
     def __init__(self, context: SessionContext) -> None:
-        self._x = context
+        self._context = context
 
     # ---- creating and reading ------------------------------------------------------------
 
     async def create(self, principal: Principal, spec: SessionIn) -> SessionOut:
-        async with self._x.db() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             klass = await class_for(s, principal, spec.class_id, manage=True)
             session_rules.require_active_class(klass.state)
             if await s.get(Test, spec.test_id) is None:
@@ -64,7 +64,7 @@ class SessionLifecycle:
 
     async def list_sessions(self, principal: Principal) -> list[SessionOut]:
         """Admins: all; teachers: their classes'; students: their classes' (as my-sessions)."""
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             stmt = select(GroupSession).order_by(GroupSession.scheduled_at.desc())
             if principal.role == "teacher":
                 stmt = stmt.join(
@@ -77,13 +77,13 @@ class SessionLifecycle:
             return [await session_out(s, row) for row in await s.scalars(stmt)]
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> SessionOut:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             return await session_out(s, await session_for(s, principal, session_id, manage=False))
 
     # ---- life cycle -----------------------------------------------------------------------
 
     async def open_waiting_room(self, principal: Principal, session_id: uuid.UUID) -> SessionOut:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 session_rules.session_transition(session, "open_waiting_room")
@@ -91,19 +91,19 @@ class SessionLifecycle:
                 session.updated_at = now
                 await s.flush()
                 out = await session_out(s, session)
-            await self._x.broadcast_status(out, now, "waiting_room_opened")
+            await self._context.broadcast_status(out, now, "waiting_room_opened")
             return out
 
     async def start(self, principal: Principal, session_id: uuid.UUID) -> SessionOut:
         """Start the global timer; every connected student gets an attempt ending at their
         personal end. Students who join later get one when they join."""
         work = Work()
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 test = await session_test(s, session)
                 now = await db_now(s)
-                online = await self._x.presence.online(str(session_id), now)
+                online = await self._context.presence.online(str(session_id), now)
                 enrolled = set(
                     str(u)
                     for u in await s.scalars(
@@ -123,7 +123,7 @@ class SessionLifecycle:
                 session.updated_at = now
                 assignments: dict[str, dict[str, str]] = {}
                 for user_id in connected:
-                    attempt = await self._x.open_attempt(
+                    attempt = await self._context.open_attempt(
                         s, session, test, uuid.UUID(user_id), now, work
                     )
                     if attempt is not None and attempt.deadline is not None:
@@ -134,7 +134,7 @@ class SessionLifecycle:
                 await s.flush()
                 out = await session_out(s, session)
                 self._schedule_session_end(work, session)
-            await self._x.run_after(work)
+            await self._context.run_after(work)
             data = {
                 "session_id": str(session_id),
                 "started_at": iso(now),
@@ -144,9 +144,9 @@ class SessionLifecycle:
                 "at": iso(now),
             }
             await run_safely(
-                self._x.bus.publish(session_channel(str(session_id)), "session_started", data)
+                self._context.bus.publish(session_channel(str(session_id)), "session_started", data)
             )
-            await self._x.broadcast_status(out, now, None)
+            await self._context.broadcast_status(out, now, None)
             return out
 
     async def complete(
@@ -154,37 +154,39 @@ class SessionLifecycle:
     ) -> SessionOut:
         """Force-complete: every open attempt ends now with its saved responses scored."""
         work = Work()
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 now = await db_now(s)
                 await self._finish_session(s, session, now, work)
-                await self._x.staff_action(
+                await self._context.staff_action(
                     s, principal, "session_force_completed", session, now, reason
                 )
                 await s.flush()
                 out = await session_out(s, session)
-            await self._x.run_after(work)
+            await self._context.run_after(work)
             await self._announce_completed(out, now)
             return out
 
     async def cancel(self, principal: Principal, session_id: uuid.UUID) -> SessionOut:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 session_rules.session_transition(session, "cancel")
                 now = await db_now(s)
                 session.updated_at = now
-                await self._x.staff_action(s, principal, "session_cancelled", session, now, None)
+                await self._context.staff_action(
+                    s, principal, "session_cancelled", session, now, None
+                )
                 await s.flush()
                 out = await session_out(s, session)
-            await self._x.broadcast_status(out, now, None)
+            await self._context.broadcast_status(out, now, None)
             return out
 
     async def delete(self, principal: Principal, session_id: uuid.UUID) -> None:
         if principal.role != "admin":
             raise Forbidden("only an admin can delete a session")
-        async with self._x.db() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             session = await session_for(s, principal, session_id, manage=True, lock=True)
             if session.state == "in_progress":
                 raise Conflict(
@@ -192,7 +194,9 @@ class SessionLifecycle:
                 )
             now = await db_now(s)
             details = {"title": session.title, "state": session.state}
-            await self._x.staff_action(s, principal, "session_deleted", session, now, None, details)
+            await self._context.staff_action(
+                s, principal, "session_deleted", session, now, None, details
+            )
             await s.execute(delete(Participant).where(Participant.session_id == session_id))
             await s.delete(session)
 
@@ -201,7 +205,7 @@ class SessionLifecycle:
         Students with extra time keep the session open until their own end."""
         ident = uuid.UUID(session_id)
         work = Work()
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await s.scalar(
                     select(GroupSession)
@@ -210,7 +214,7 @@ class SessionLifecycle:
                     .execution_options(populate_existing=True)
                 )
                 if session is None or session.state != "in_progress" or session.ends_at is None:
-                    await run_safely(self._x.timers.cancel(SESSION_MEMBER + session_id))
+                    await run_safely(self._context.timers.cancel(SESSION_MEMBER + session_id))
                     return False
                 now = await db_now(s)
                 open_attempts = await s.execute(
@@ -221,26 +225,28 @@ class SessionLifecycle:
                 due = session_rules.completion_due(
                     ends_at=session.ends_at,
                     open_attempts=[(state, deadline) for state, deadline in open_attempts],
-                    grace=self._x.grace,
+                    grace=self._context.grace,
                     now=now,
                 )
                 if due is not None:
                     later = due
                     work.after.append(
-                        lambda: self._x.timers.schedule_due(SESSION_MEMBER + session_id, later)
+                        lambda: self._context.timers.schedule_due(
+                            SESSION_MEMBER + session_id, later
+                        )
                     )
                     completed = False
                 else:
                     await self._finish_session(s, session, now, work)
                     out = await session_out(s, session)
                     completed = True
-            await self._x.run_after(work)
+            await self._context.run_after(work)
             if completed:
                 await self._announce_completed(out, now)
             return completed
 
     async def running_ends(self) -> list[tuple[str, datetime]]:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             rows = await s.execute(
                 select(GroupSession.id, GroupSession.ends_at).where(
                     GroupSession.state == "in_progress"
@@ -261,18 +267,20 @@ class SessionLifecycle:
             .where(Attempt.session_id == session.id, Attempt.state.in_(("in_progress", "paused")))
             .with_for_update()
         ):
-            work.loaded.append(await self._x.attempts.end_for_session(s, attempt, now))
+            work.loaded.append(
+                await self._context.attempts.lifecycle.end_for_session(s, attempt, now)
+            )
         member = SESSION_MEMBER + str(session.id)
-        work.after.append(lambda: self._x.timers.cancel(member))
+        work.after.append(lambda: self._context.timers.cancel(member))
 
     def _schedule_session_end(self, work: Work, session: GroupSession) -> None:
         if session.ends_at is None:  # pragma: no cover - set by start just before
             return
-        member, due = SESSION_MEMBER + str(session.id), session.ends_at + self._x.grace
-        work.after.append(lambda: self._x.timers.schedule_due(member, due))
+        member, due = SESSION_MEMBER + str(session.id), session.ends_at + self._context.grace
+        work.after.append(lambda: self._context.timers.schedule_due(member, due))
 
     async def _announce_completed(self, out: SessionOut, now: datetime) -> None:
         data = {"session_id": str(out.id), "completed_at": iso(now), "at": iso(now)}
         for channel in (session_channel(str(out.id)), proctor_channel(str(out.id))):
-            await run_safely(self._x.bus.publish(channel, "session_completed", data))
-        await self._x.broadcast_status(out, now, None)
+            await run_safely(self._context.bus.publish(channel, "session_completed", data))
+        await self._context.broadcast_status(out, now, None)

@@ -42,13 +42,13 @@ _KINDS: dict[str, Literal["event", "staff_action", "server"]] = {
 
 class Monitoring:
     def __init__(self, context: SessionContext) -> None:
-        self._x = context
+        self._context = context
 
     async def participants(
         self, principal: Principal, session_id: uuid.UUID, *, only: uuid.UUID | None = None
     ) -> list[ParticipantView]:
         """The live grid: every enrolled student, whether or not they joined."""
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             session = await session_for(s, principal, session_id, manage=True)
             item_count = int(
                 await s.scalar(select(func.count()).where(Item.test_id == session.test_id)) or 0
@@ -129,7 +129,7 @@ class Monitoring:
                     )
                 ).all()
             )
-        online = await self._x.presence.online(str(session_id), now)
+        online = await self._context.presence.online(str(session_id), now)
         rows = []
         for user in students:
             p = part.get(user.id)
@@ -170,7 +170,7 @@ class Monitoring:
     async def timeline(
         self, principal: Principal, session_id: uuid.UUID, student_id: uuid.UUID
     ) -> list[TimelineEntry]:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             await session_for(s, principal, session_id, manage=True)
             attempt_id = await s.scalar(
                 select(Participant.attempt_id).where(
@@ -228,7 +228,7 @@ class Monitoring:
         return sorted(entries, key=lambda e: e.at)
 
     async def audit(self, principal: Principal, session_id: uuid.UUID) -> list[AuditOut]:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             await session_for(s, principal, session_id, manage=True)
             rows = await s.execute(
                 select(
@@ -261,7 +261,7 @@ class Monitoring:
 
     async def stats(self, principal: Principal, session_id: uuid.UUID) -> SessionStats:
         rows = await self.participants(principal, session_id)
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             session = await session_for(s, principal, session_id, manage=True)
             used = [
                 (ended_at - started_at).total_seconds()

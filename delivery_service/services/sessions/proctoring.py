@@ -15,7 +15,7 @@ from delivery_service.live.keys import participant_channel, proctor_channel, ses
 from delivery_service.schemas import AccommodationIn, NoticeIn, ParticipantView
 from delivery_service.services.access import session_for
 from delivery_service.services.after_commit import run_safely
-from delivery_service.services.attempts import Loaded
+from delivery_service.services.attempts import HeldAttempt
 from delivery_service.services.security import Principal
 from delivery_service.services.sessions.context import (
     SessionContext,
@@ -30,14 +30,14 @@ from delivery_service.storage.models import Attempt, ClassStudent, Participant
 
 class Proctoring:
     def __init__(self, context: SessionContext, monitoring: Monitoring) -> None:
-        self._x = context
+        self._context = context
         self._monitoring = monitoring  # an accommodation answers with the student's grid row
 
     async def student_attempt(
         self, principal: Principal, session_id: uuid.UUID, student_id: uuid.UUID
     ) -> uuid.UUID:
         """The attempt a proctor acts on, checking they manage this session."""
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             await session_for(s, principal, session_id, manage=True)
             participant = await s.get(Participant, (session_id, student_id))
             if participant is None or participant.attempt_id is None:
@@ -57,7 +57,7 @@ class Proctoring:
             extra_seconds=spec.extra_seconds, multiplier=spec.time_multiplier
         )
         work = Work()
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
                 if session.state in ("completed", "cancelled"):
@@ -82,17 +82,17 @@ class Proctoring:
                     delta = int((after - before).total_seconds())
                     attempt = await s.get(Attempt, participant.attempt_id, with_for_update=True)
                     if delta and attempt is not None and attempt.state in OPEN_STATES:
-                        loaded = Loaded(s, attempt, test, now)
+                        loaded = HeldAttempt(s, attempt, test, now)
                         attempt_rules.extend(attempt, seconds=delta)
-                        self._x.attempts.after_timer_change(loaded)
+                        self._context.attempts.context.after_timer_change(loaded)
                         work.loaded.append(loaded)
-                await self._x.staff_action(
+                await self._context.staff_action(
                     s, principal, "accommodation_set", session, now, spec.reason,
                     {"extra_seconds": spec.extra_seconds, "time_multiplier": spec.time_multiplier},
                     subject=student_id, attempt=participant.attempt_id,
                 )  # fmt: skip
                 await s.flush()
-            await self._x.run_after(work)
+            await self._context.run_after(work)
             data = {
                 "student_id": str(student_id),
                 "extra_seconds": spec.extra_seconds,
@@ -100,10 +100,12 @@ class Proctoring:
                 "at": iso(now),
             }
             await run_safely(
-                self._x.bus.publish(proctor_channel(str(session_id)), "accommodation_changed", data)
+                self._context.bus.publish(
+                    proctor_channel(str(session_id)), "accommodation_changed", data
+                )
             )
             await run_safely(
-                self._x.bus.publish(
+                self._context.bus.publish(
                     participant_channel(str(session_id), str(student_id)),
                     "accommodation_changed",
                     data,
@@ -115,7 +117,7 @@ class Proctoring:
     async def notice(
         self, principal: Principal, session_id: uuid.UUID, spec: NoticeIn
     ) -> dict[str, Any]:
-        async with self._x.db() as s:
+        async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True)
                 if spec.student_id is not None and not await s.get(
@@ -123,7 +125,7 @@ class Proctoring:
                 ):
                     raise NotFound("student", spec.student_id)
                 now = await db_now(s)
-                await self._x.staff_action(
+                await self._context.staff_action(
                     s, principal, "notice_sent", session, now, None,
                     {"message": spec.message}, subject=spec.student_id,
                 )  # fmt: skip
@@ -138,7 +140,9 @@ class Proctoring:
             if spec.student_id
             else session_channel(str(session_id))
         )
-        await self._x.bus.publish(channel, "notice", data)
+        await self._context.bus.publish(channel, "notice", data)
         if spec.student_id:  # the proctors hear the session channel already
-            await run_safely(self._x.bus.publish(proctor_channel(str(session_id)), "notice", data))
+            await run_safely(
+                self._context.bus.publish(proctor_channel(str(session_id)), "notice", data)
+            )
         return data

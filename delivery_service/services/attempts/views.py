@@ -1,11 +1,14 @@
 """What a candidate (or staff) sees of an attempt, built from its rows.
 
 One builder (`attempt_view`), two sources: the ORM objects a write has just changed
-(AttemptService._view), and `read_view`, one Core statement that reads the attempt, its test's
+(AttemptContext.view), and `read_view`, one Core statement that reads the attempt, its test's
 settings, its item states, its last client_seq and the clock. Every socket greeting sends this
 view, so a reconnect storm reads it once per candidate: through the ORM the same reads took
 three times the CPU (four statements, entities loaded into the session's identity map; see
 docs/performance.md).
+
+The current item (`current_item`, `delivered`) is built here too: the body only, never how it
+is scored.
 """
 
 from __future__ import annotations
@@ -19,8 +22,17 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from delivery_service.domain import section_clock
 from delivery_service.domain.timing import timer_view
-from delivery_service.schemas import AttemptView, ItemSummary, Timer
+from delivery_service.schemas import (
+    AttemptView,
+    CurrentItem,
+    DeliveredItem,
+    ItemSummary,
+    SectionTime,
+    Timer,
+)
+from delivery_service.services import adaptive
 from delivery_service.services.access import attempt_access, needs_teaches, teaches_attempt
 from delivery_service.services.items import ItemCache
 from delivery_service.services.security import Principal
@@ -151,6 +163,56 @@ def attempt_view(
         review=attempt.review if staff else None,
         last_client_seq=last_client_seq,
     )
+
+
+def current_item(
+    attempt: Attempt,
+    test: Test,
+    form: list[ItemContent],
+    state: ItemState | None,
+    *,
+    now: datetime,
+) -> CurrentItem:
+    """The item at the attempt's position, its saved response, and the time left (the test's,
+    and the section's when that has its own limit)."""
+    item = form[attempt.position]
+    running = attempt.state == "in_progress"
+    left = section_clock.time_left(attempt.layout, attempt.position, now, running=running)
+    return CurrentItem(
+        position=attempt.position,
+        total_items=adaptive.planned_total(attempt.layout, len(form)),
+        item=delivered(item, attempt.position, attempt.layout),
+        response=state.response if state else None,
+        flagged=bool(state and state.flagged),
+        timer=timer_of(attempt, test, now),
+        locked=bool(state and state.locked),
+        section_time=None
+        if left is None
+        else SectionTime.model_validate(left, from_attributes=True),
+    )
+
+
+def delivered(
+    item: ItemContent, position: int, layout: dict[str, Any] | None = None
+) -> DeliveredItem:
+    """The candidate's view of an item: the body only, never `scoring`; choices in this
+    attempt's shuffled order when the form shuffled them."""
+    body = dict(item.body)
+    section = None
+    if layout:
+        order = layout.get("choice_order", {}).get(item.identifier)
+        if order and body.get("choices"):
+            by_id = {c["identifier"]: c for c in body["choices"]}
+            body["choices"] = [by_id[c] for c in order]
+        section = next(
+            (s["identifier"] for s in layout["sections"] if item.identifier in s["items"]), None
+        )
+    body.pop("shuffle", None)
+    body.pop("title", None)
+    return DeliveredItem.model_validate(
+        body | {"item_id": item.identifier, "type": item.type, "position": position,
+                "section": section}
+    )  # fmt: skip
 
 
 class _State(NamedTuple):
