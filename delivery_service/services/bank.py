@@ -19,7 +19,7 @@ from delivery_service.domain.errors import Conflict, Forbidden, NotFound
 from delivery_service.schemas import BankItemOut
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
-from delivery_service.storage.ledger import Entry, Ledger
+from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import BankItem, Item
 from integrity import chain as sealing
 from test_assembly.assembly import Candidate
@@ -133,22 +133,20 @@ async def save_to_bank(
     s.add(row)
     bank.current_item_id = row.id
     await s.flush()
-    await ledger.append(
+    await ledger.record(
         s,
-        Entry(
-            chain=item_chain(bank.id),
-            type=f"item_{outcome}",
-            source="staff",
-            actor_id=actor,
-            payload={
-                "identifier": bank.identifier,
-                "version": bank.version,
-                "version_id": str(row.id),
-                "content_sha256": sealing.digest(definition.model_dump(mode="json")),
-            },
-            reason=reason,
-        ),
         now,
+        chain=item_chain(bank.id),
+        type=f"item_{outcome}",
+        source="staff",
+        actor_id=actor,
+        payload={
+            "identifier": bank.identifier,
+            "version": bank.version,
+            "version_id": str(row.id),
+            "content_sha256": sealing.digest(definition.model_dump(mode="json")),
+        },
+        reason=reason,
     )
     return bank, row, outcome
 
@@ -219,17 +217,15 @@ class ItemBankService:
             if bank.state != "retired":
                 bank.state = "retired"
                 bank.updated_at = now
-                await self._ledger.append(
+                await self._ledger.record(
                     s,
-                    Entry(
-                        chain=item_chain(bank.id),
-                        type="item_retired",
-                        source="staff",
-                        actor_id=principal.user_id,
-                        payload={"identifier": identifier, "version": bank.version},
-                        reason=reason,
-                    ),
                     now,
+                    chain=item_chain(bank.id),
+                    type="item_retired",
+                    source="staff",
+                    actor_id=principal.user_id,
+                    payload={"identifier": identifier, "version": bank.version},
+                    reason=reason,
                 )
             row = await s.get(Item, bank.current_item_id)
             assert row is not None

@@ -25,7 +25,7 @@ from delivery_service.services.bank import (
 )
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
-from delivery_service.storage.ledger import Entry, Ledger
+from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import GroupSession, Item, Test
 from integrity.policy import LockdownPolicy, policy_of
 from test_assembly.adaptive import begin
@@ -96,20 +96,18 @@ class CatalogService:
                     )
                 else:
                     test_id = test.id
-                    await self._ledger.append(
+                    await self._ledger.record(
                         s,
-                        Entry(
-                            chain=f"test:{test.id}",
-                            type="test_imported",
-                            source="staff",
-                            actor_id=principal.user_id,
-                            payload={
-                                "identifier": definition.identifier,
-                                "items": outcomes,
-                                "problems": len(problems),
-                            },
-                        ),
                         now,
+                        chain=f"test:{test.id}",
+                        type="test_imported",
+                        source="staff",
+                        actor_id=principal.user_id,
+                        payload={
+                            "identifier": definition.identifier,
+                            "items": outcomes,
+                            "problems": len(problems),
+                        },
                     )
         return QtiImportOut(
             version=result.version,
@@ -174,14 +172,15 @@ class CatalogService:
                     )
             before = policy_of(test.lockdown).public()
             test.lockdown = policy.model_dump()
-            entry = Entry(
+            await ledger.record(
+                s,
+                await db_now(s),
                 chain=f"test:{test.id}",
                 type="lockdown_changed",
                 source="staff",
                 actor_id=principal.user_id,
                 payload={"test_id": str(test.id), "before": before, "after": policy.public()},
             )
-            await ledger.append(s, entry, await db_now(s))
             return await self._out(s, test, principal)
 
     async def list_tests(self, principal: Principal) -> list[TestOut]:

@@ -41,7 +41,7 @@ from delivery_service.services.evidence import seb_failure
 from delivery_service.services.security import Principal
 from delivery_service.services.sessions import GroupSessions, Joining, Work
 from delivery_service.storage.database import clock_column, clock_value
-from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
+from delivery_service.storage.ledger import Ledger, attempt_chain, participant_chain
 from delivery_service.storage.models import (
     Attempt,
     Class,
@@ -219,7 +219,9 @@ class Greeter:
             chain = participant_chain(session_id, principal.user_id)
         else:  # pragma: no cover - every caller names an attempt or a session
             raise ValueError("an observation needs an attempt or a session")
-        entry = Entry(
+        await self._ledger.record(
+            s,
+            now,
             chain=chain,
             type=type_,
             source="server",
@@ -229,7 +231,6 @@ class Greeter:
             session_id=session_id,
             payload=payload,
         )
-        await self._ledger.append(s, entry, now)
 
 
 def _statement(dialect: str) -> Select[Any]:

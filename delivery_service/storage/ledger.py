@@ -84,6 +84,40 @@ class Ledger:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    async def record(
+        self,
+        s: AsyncSession,
+        now: datetime,
+        *,
+        chain: str,
+        type: str,
+        source: Source,
+        actor_id: uuid.UUID | None = None,
+        candidate_id: uuid.UUID | None = None,
+        attempt_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        payload: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        client_event_id: str | None = None,
+        client_time: datetime | None = None,
+    ) -> LedgerEvent:
+        """How a use case appends: the entry's fields as keywords, in the caller's transaction
+        at the database's `now` (lock the attempt row, if any, first: the ledger's lock order)."""
+        entry = Entry(
+            chain=chain,
+            type=type,
+            source=source,
+            actor_id=actor_id,
+            candidate_id=candidate_id,
+            attempt_id=attempt_id,
+            session_id=session_id,
+            payload=payload or {},
+            reason=reason,
+            client_event_id=client_event_id,
+            client_time=client_time,
+        )
+        return await self.append(s, entry, now)
+
     async def append(self, s: AsyncSession, entry: Entry, now: datetime) -> LedgerEvent:
         """Seal and store the entry. The row is written with Core statements built once, not
         through the session's unit of work (the answer path appends on every answer, and the

@@ -42,7 +42,6 @@ from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts.ending import finish
 from delivery_service.services.attempts.views import attempt_view, current_item, timer_of
 from delivery_service.services.items import ItemCache
-from delivery_service.services.ledger_log import log_event
 from delivery_service.services.scores import item_states, policies_of
 from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value, db_now
@@ -234,8 +233,7 @@ class AttemptContext:
         reason: str | None = None,
     ) -> None:
         """Append to the attempt's ledger chain in the same transaction as the change."""
-        await log_event(
-            self.ledger,
+        await self.ledger.record(
             held.session,
             held.now,
             chain=attempt_chain(held.attempt.id),

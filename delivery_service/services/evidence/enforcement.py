@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
-from delivery_service.storage.ledger import Entry, Ledger
+from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import LedgerEvent
 from integrity.events import VIOLATION
 from integrity.rules import Observed, assess, new_violations
@@ -29,49 +29,49 @@ class Enforcement:
         self._ledger = ledger
         self._bus = bus
 
-    async def apply(self, x: Batch, fresh: list[LedgerEvent]) -> None:
-        """Inside the batch's transaction; what is published or enforced waits in `x` for the
+    async def apply(self, batch: Batch, fresh: list[LedgerEvent]) -> None:
+        """Inside the batch's transaction; what is published or enforced waits in `batch` for the
         commit."""
-        attempt = x.attempt
+        attempt = batch.attempt
         if attempt is None:
             return
-        history = await observed_history(x.s, x.chain)
+        history = await observed_history(batch.s, batch.chain)
         new_ids = {row.id for row in fresh}
-        before = assess(x.policy, [o for o in history if o.event_id not in new_ids])
-        after = assess(x.policy, history)
+        before = assess(batch.policy, [o for o in history if o.event_id not in new_ids])
+        after = assess(batch.policy, history)
         violations = new_violations(before, after)
         touched = {inc.id for row in fresh if (inc := after.incident_of(row.id)) is not None}
         review = list(attempt.review or [])
         for v in violations:
-            await self._ledger.append(
-                x.s,
-                Entry(
-                    chain=x.chain,
-                    type=VIOLATION,
-                    source="server",
-                    candidate_id=attempt.user_id,
-                    attempt_id=attempt.id,
-                    session_id=attempt.session_id,
-                    payload={"rule": v.rule, "action": v.action, "incident_id": v.incident_id,
-                             "event_ids": list(v.event_ids)},
-                    reason=v.reason,
-                ),
-                x.now,
+            await self._ledger.record(
+                batch.s,
+                batch.now,
+                chain=batch.chain,
+                type=VIOLATION,
+                source="server",
+                candidate_id=attempt.user_id,
+                attempt_id=attempt.id,
+                session_id=attempt.session_id,
+                payload={"rule": v.rule, "action": v.action, "incident_id": v.incident_id,
+                         "event_ids": list(v.event_ids)},
+                reason=v.reason,
             )  # fmt: skip
             if v.action != "warn":
                 review.append(
                     {"rule": v.rule, "action": v.action, "reason": v.reason,
                      "incident_id": v.incident_id, "event_ids": list(v.event_ids),
-                     "at": iso(x.now)}
+                     "at": iso(batch.now)}
                 )  # fmt: skip
             if v.action in ("pause", "terminate") and attempt.state == "in_progress":
-                x.enforce.append((attempt.id, v.action, f"{v.rule}: {v.reason}"))
+                batch.enforce.append((attempt.id, v.action, f"{v.rule}: {v.reason}"))
             warning = {"rule": v.rule, "action": v.action, "reason": v.reason,
                        "tab_switches": after.tab_switches,
-                       "allowed_tab_switches": x.policy.allowed_tab_switches,
-                       "at": iso(x.now)}  # fmt: skip
+                       "allowed_tab_switches": batch.policy.allowed_tab_switches,
+                       "at": iso(batch.now)}  # fmt: skip
             # Session students follow their attempt's channel too: one publish reaches both.
-            self._publish_later(x, attempt_channel(str(attempt.id)), "integrity_warning", warning)
+            self._publish_later(
+                batch, attempt_channel(str(attempt.id)), "integrity_warning", warning
+            )
         if len(review) != len(attempt.review or []):
             attempt.review = review
         if attempt.session_id is None:
@@ -83,7 +83,7 @@ class Enforcement:
                 "incident_id": incident.id,
                 "attempt_id": str(attempt.id),
                 "student_id": str(attempt.user_id),
-                "username": x.principal.username,
+                "username": batch.principal.username,
                 "kinds": incident.kinds,
                 "events": len(incident.event_ids),
                 "event_ids": incident.event_ids,
@@ -99,10 +99,10 @@ class Enforcement:
                 "marked_for_review": bool(review),
             }
             channel = proctor_channel(str(attempt.session_id))
-            self._publish_later(x, channel, "integrity_alert", alert)
+            self._publish_later(batch, channel, "integrity_alert", alert)
 
-    def _publish_later(self, x: Batch, channel: str, type_: str, data: dict[str, Any]) -> None:
-        x.after.append(lambda: self._bus.publish(channel, type_, data))
+    def _publish_later(self, batch: Batch, channel: str, type_: str, data: dict[str, Any]) -> None:
+        batch.after.append(lambda: self._bus.publish(channel, type_, data))
 
 
 async def observed_history(s: AsyncSession, chain: str) -> list[Observed]:

@@ -121,31 +121,33 @@ class CandidateEvents:
     ) -> list[Recorded]:
         async with self._db() as s:
             async with s.begin():
-                x = await self._batch(s, principal, attempt_id, session_id)
+                batch = await self._batch(s, principal, attempt_id, session_id)
                 # Two queries per batch, not two per event: what was stored before under these
                 # ids (a resend), and how many events of each type the candidate has so far.
                 known = await self._prior(s, principal.user_id, events)
-                counts = await self._counts(x)
+                counts = await self._counts(batch)
                 acks: list[Recorded] = []
                 fresh: list[LedgerEvent] = []
                 for event in events:
                     prior = known.get(event.client_event_id or "")
-                    row = prior or await self._ledger.append(s, self._entry(x, event), x.now)
+                    row = prior or await self._ledger.append(
+                        s, self._entry(batch, event), batch.now
+                    )
                     if prior is None:
                         fresh.append(row)
                         counts[row.type] = counts.get(row.type, 0) + 1
                         if event.client_event_id:
                             known[event.client_event_id] = row
-                    acks.append(self._ack(x, row, event, counts, duplicate=prior is not None))
-                if fresh and x.attempt is not None:
-                    await self._enforcement.apply(x, fresh)
+                    acks.append(self._ack(batch, row, event, counts, duplicate=prior is not None))
+                if fresh and batch.attempt is not None:
+                    await self._enforcement.apply(batch, fresh)
             for ack in acks:
-                if not ack.duplicate and x.session_id is not None:
-                    channel = proctor_channel(str(x.session_id))
+                if not ack.duplicate and batch.session_id is not None:
+                    channel = proctor_channel(str(batch.session_id))
                     await run_safely(self._bus.publish(channel, ack.wire_type, ack.feed))
-            for step in x.after:
+            for step in batch.after:
                 await run_safely(step())
-            for ident, action, reason in x.enforce:
+            for ident, action, reason in batch.enforce:
                 try:
                     await self._attempts.lifecycle.enforce(ident, action, reason=reason)  # type: ignore[arg-type]
                 except Exception:  # the evidence is stored; a sweep or a proctor can act
@@ -182,15 +184,15 @@ class CandidateEvents:
         return Batch(s, principal, now, chain, None, session_id, LockdownPolicy())
 
     @staticmethod
-    def _entry(x: Batch, event: Reported) -> Entry:
+    def _entry(batch: Batch, event: Reported) -> Entry:
         return Entry(
-            chain=x.chain,
+            chain=batch.chain,
             type=event.kind,
             source="candidate",
-            actor_id=x.principal.user_id,
-            candidate_id=x.principal.user_id,
-            attempt_id=x.attempt.id if x.attempt else None,
-            session_id=x.session_id,
+            actor_id=batch.principal.user_id,
+            candidate_id=batch.principal.user_id,
+            attempt_id=batch.attempt.id if batch.attempt else None,
+            session_id=batch.session_id,
             payload=event.payload,
             client_event_id=event.client_event_id,
             client_time=event.client_time,
@@ -211,18 +213,18 @@ class CandidateEvents:
         return {row.client_event_id: row for row in rows if row.client_event_id}
 
     @staticmethod
-    async def _counts(x: Batch) -> dict[str, int]:
+    async def _counts(batch: Batch) -> dict[str, int]:
         """The candidate's events so far by type, in the session (or the attempt's chain)."""
         scope = (
-            LedgerEvent.session_id == x.session_id
-            if x.session_id is not None
-            else LedgerEvent.chain == x.chain
+            LedgerEvent.session_id == batch.session_id
+            if batch.session_id is not None
+            else LedgerEvent.chain == batch.chain
         )
-        rows = await x.s.execute(
+        rows = await batch.s.execute(
             select(LedgerEvent.type, func.count())
             .where(
                 scope,
-                LedgerEvent.candidate_id == x.principal.user_id,
+                LedgerEvent.candidate_id == batch.principal.user_id,
                 LedgerEvent.source == "candidate",
                 LedgerEvent.type.in_(CANDIDATE_KINDS),
             )
@@ -232,7 +234,7 @@ class CandidateEvents:
 
     @staticmethod
     def _ack(
-        x: Batch,
+        batch: Batch,
         row: LedgerEvent,
         event: Reported,
         counts: dict[str, int],
@@ -251,8 +253,8 @@ class CandidateEvents:
             feed["kind"] = row.type
         feed |= {
             "event_id": row.id,
-            "student_id": str(x.principal.user_id),
-            "username": x.principal.username,
+            "student_id": str(batch.principal.user_id),
+            "username": batch.principal.username,
             "attempt_id": str(row.attempt_id) if row.attempt_id else None,
             "count": count,
             "client_time": iso(row.client_time) if row.client_time else None,

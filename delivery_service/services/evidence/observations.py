@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import (
-    Entry,
     Ledger,
     attempt_chain,
     participant_chain,
@@ -64,7 +63,9 @@ class Observations:
                     chain = participant_chain(session_id, candidate_id)
                 else:
                     chain = user_chain(candidate_id)
-                entry = Entry(
+                await self._ledger.record(
+                    s,
+                    await db_now(s),
                     chain=chain,
                     type=type_,
                     source=source,
@@ -74,6 +75,5 @@ class Observations:
                     session_id=session_id,
                     payload=payload or {},
                 )
-                await self._ledger.append(s, entry, await db_now(s))
         except Exception:
             log.exception("could not record %s for %s", type_, candidate_id)

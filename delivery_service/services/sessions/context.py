@@ -28,7 +28,7 @@ from delivery_service.schemas import SessionOut
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, HeldAttempt
 from delivery_service.services.security import Principal
-from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, session_chain
+from delivery_service.storage.ledger import Ledger, attempt_chain, session_chain
 from delivery_service.storage.models import Attempt, Class, GroupSession, Participant, Test
 
 
@@ -115,7 +115,9 @@ class SessionContext:
         candidate's attempt is concerned, on the session's otherwise."""
         require_reason(principal, action, reason)
         chain = attempt_chain(attempt) if attempt else session_chain(session.id)
-        entry = Entry(
+        await self.ledger.record(
+            s,
+            now,
             chain=chain,
             type=action,
             source="staff",
@@ -126,7 +128,6 @@ class SessionContext:
             payload=details or {},
             reason=reason,
         )
-        await self.ledger.append(s, entry, now)
 
     async def broadcast_status(self, out: SessionOut, now: datetime, extra: str | None) -> None:
         data = {"session_id": str(out.id), "state": out.state, "at": iso(now)}
