@@ -45,9 +45,10 @@ from bench.load import (
     settings_of,
 )
 from bench.seeding import choice_test
+from delivery_service.domain.principal import Principal
 from delivery_service.runtime import Runtime
+from delivery_service.security.passwords import hash_password
 from delivery_service.services.catalog import add_test
-from delivery_service.services.security import Principal, hash_password
 from delivery_service.settings import Settings
 from delivery_service.storage.migrate import upgrade
 from delivery_service.storage.models import ResponseEvent, User

@@ -28,9 +28,10 @@ import websockets
 from playwright.async_api import async_playwright
 
 from bench.seeding import choice_test
+from delivery_service.domain.principal import Principal
 from delivery_service.embedded import running_server
+from delivery_service.security.passwords import hash_password
 from delivery_service.services.catalog import add_test
-from delivery_service.services.security import Principal, hash_password
 from delivery_service.settings import Settings
 from delivery_service.storage.database import create_engine, create_sessionmaker
 from delivery_service.storage.migrate import upgrade

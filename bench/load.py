@@ -44,9 +44,11 @@ from bench import scrape
 from bench.procstat import cores_used, cpu_by_process
 from bench.seeding import choice_test
 from delivery_service.cluster import LocalCluster, free_port
+from delivery_service.domain.principal import Principal
 from delivery_service.loop_watch import tune_gc, watch_loop
+from delivery_service.security.passwords import hash_password
+from delivery_service.security.tokens import TokenService
 from delivery_service.services.catalog import add_test
-from delivery_service.services.security import Principal, TokenService, hash_password
 from delivery_service.settings import Settings
 from delivery_service.storage.database import create_engine, create_sessionmaker
 from delivery_service.storage.migrate import upgrade

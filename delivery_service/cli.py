@@ -284,8 +284,8 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
     from sqlalchemy import select
 
     from delivery_service.domain.errors import Forbidden
+    from delivery_service.domain.principal import Principal
     from delivery_service.services.catalog import CatalogService
-    from delivery_service.services.security import Principal
     from delivery_service.storage.database import create_engine, create_sessionmaker
     from delivery_service.storage.ledger import Ledger
     from delivery_service.storage.models import User

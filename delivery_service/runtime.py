@@ -32,6 +32,8 @@ from delivery_service.live.tickets import Tickets
 from delivery_service.live.timers import Timers
 from delivery_service.loop_watch import GcWatch, watch_loop
 from delivery_service.metrics import Metrics
+from delivery_service.security.device_cookies import DeviceCookies
+from delivery_service.security.tokens import TokenService
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.bank import ItemBankService
@@ -43,7 +45,6 @@ from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
-from delivery_service.services.security import DeviceCookies, TokenService
 from delivery_service.services.sessions import GroupSessions
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (

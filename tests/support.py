@@ -15,7 +15,7 @@ import httpx
 import websockets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.services.security import hash_password
+from delivery_service.security.passwords import hash_password
 from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, User
 
 TEST_SECRET = "test-secret-for-the-examserver-suite-0123456789"

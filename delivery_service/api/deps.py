@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from delivery_service.api.errors import ApiError
+from delivery_service.domain.principal import Principal
 from delivery_service.runtime import Runtime
-from delivery_service.services.security import Principal
 
 bearer = HTTPBearer(auto_error=False, description="the access_token from /api/v1/auth/login")
 

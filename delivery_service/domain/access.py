@@ -22,7 +22,7 @@ AttemptAccess = Literal["owner", "read", "staff"]
 
 
 class Actor(Protocol):
-    """Who is asking: a signed-in principal (services.security.Principal)."""
+    """Who is asking: a signed-in principal (domain.principal.Principal)."""
 
     @property
     def user_id(self) -> uuid.UUID: ...

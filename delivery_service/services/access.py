@@ -26,7 +26,7 @@ from delivery_service.domain.access import (
     session_access,
 )
 from delivery_service.domain.errors import NotFound
-from delivery_service.services.security import Principal
+from delivery_service.domain.principal import Principal
 from delivery_service.storage.models import (
     Attempt,
     Class,

@@ -10,14 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import DomainError, Forbidden
+from delivery_service.domain.principal import Principal
 from delivery_service.live.throttle import Attempt, LoginThrottle
-from delivery_service.services.security import (
-    DeviceCookies,
-    Principal,
-    TokenService,
-    hash_password,
-    verify_password,
-)
+from delivery_service.security.device_cookies import DeviceCookies
+from delivery_service.security.passwords import hash_password, verify_password
+from delivery_service.security.tokens import TokenService
 from delivery_service.storage.models import User
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, Unprocessable
+from delivery_service.domain.principal import Principal
 from delivery_service.schemas import ItemOut, QtiImportOut, QtiProblem, TestIn, TestOut
 from delivery_service.services.access import sessions_taught_by
 from delivery_service.services.adaptive import calibrated
@@ -23,7 +24,6 @@ from delivery_service.services.bank import (
     save_to_bank,
     version_row,
 )
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import GroupSession, Item, Test

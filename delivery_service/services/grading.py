@@ -24,6 +24,7 @@ from delivery_service.domain.errors import (
     UnknownItem,
     Unprocessable,
 )
+from delivery_service.domain.principal import Principal
 from delivery_service.schemas import (
     AttemptResult,
     AttemptReview,
@@ -42,7 +43,6 @@ from delivery_service.services.scores import (
     record_result,
     score_attempt,
 )
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import Attempt, ItemState, Test, User
 from test_assembly.feedback import reveals

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound, SebRequired
+from delivery_service.domain.principal import Principal
 from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
 from delivery_service.services.access import (
     manages,
@@ -38,7 +39,6 @@ from delivery_service.services.access import (
 )
 from delivery_service.services.attempts import AttemptService
 from delivery_service.services.evidence import seb_failure
-from delivery_service.services.security import Principal
 from delivery_service.services.sessions import GroupSessions, Joining, Work
 from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.ledger import Ledger, attempt_chain, participant_chain

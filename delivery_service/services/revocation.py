@@ -25,8 +25,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import NotFound
+from delivery_service.domain.principal import Principal
 from delivery_service.live.keys import Keys
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import User
 
 log = logging.getLogger(__name__)

@@ -136,7 +136,8 @@ async def test_only_the_classs_teachers_or_an_admin_manage_it(world: World) -> N
 
 
 async def test_requests_without_or_with_an_expired_token_are_refused(world: World) -> None:
-    from delivery_service.services.security import Principal, TokenService
+    from delivery_service.domain.principal import Principal
+    from delivery_service.security.tokens import TokenService
 
     _, sid = await scheduled(world, "student1")
     me = await world.student.get("/auth/me")

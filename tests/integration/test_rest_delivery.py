@@ -346,7 +346,7 @@ async def test_an_answer_is_five_statements_in_one_transaction(world: World) -> 
 
     from sqlalchemy import event
 
-    from delivery_service.services.security import Principal
+    from delivery_service.domain.principal import Principal
 
     aid = uuid.UUID(await world.started_attempt())
     me = await world.student.get("/auth/me")

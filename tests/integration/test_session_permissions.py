@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from delivery_service.services.security import Principal, TokenService
+from delivery_service.domain.principal import Principal
+from delivery_service.security.tokens import TokenService
 from tests.integration.conftest import World
 from tests.integration.test_classes_and_sessions import scheduled
 from tests.support import Api

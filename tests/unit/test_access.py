@@ -18,7 +18,7 @@ from delivery_service.domain.access import (
     session_access,
 )
 from delivery_service.domain.errors import Forbidden, NotFound
-from delivery_service.services.security import Principal, Role
+from delivery_service.domain.principal import Principal, Role
 
 CLASS = uuid.UUID("00000000-0000-0000-0000-0000000000c1")
 SESSION = uuid.UUID("00000000-0000-0000-0000-0000000000e1")

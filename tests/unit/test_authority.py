@@ -8,7 +8,7 @@ import pytest
 
 from delivery_service.domain.authority import may_pause, require_reason
 from delivery_service.domain.errors import ReasonRequired
-from delivery_service.services.security import Principal
+from delivery_service.domain.principal import Principal
 
 TEACHER = Principal(uuid.uuid4(), "teacher1", "teacher")
 ADMIN = Principal(uuid.uuid4(), "admin", "admin")

@@ -4,12 +4,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from delivery_service.services.security import (
-    Principal,
-    TokenService,
-    hash_password,
-    verify_password,
-)
+from delivery_service.domain.principal import Principal
+from delivery_service.security.passwords import hash_password, verify_password
+from delivery_service.security.tokens import TokenService
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
 WHO = Principal(uuid.uuid4(), "student1", "student")

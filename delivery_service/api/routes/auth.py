@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.schemas import Id, StrictModel, UserOut
-from delivery_service.services.security import DeviceCookies
+from delivery_service.security.device_cookies import DeviceCookies
 from integrity import events as ev
 
 router = APIRouter(tags=["auth"])

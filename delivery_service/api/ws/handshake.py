@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from delivery_service.api.ws import messages as p
 from delivery_service.api.ws.codes import CLOSE_UNAUTHORIZED
-from delivery_service.services.security import Principal, TokenService
+from delivery_service.domain.principal import Principal
+from delivery_service.security.tokens import TokenService
 
 #: the claims that bind a WebSocket ticket to one socket (POST /ws-tickets)
 TICKET_SCOPES = ("attempt_id", "session_id")

@@ -40,11 +40,12 @@ from delivery_service.api.ws.handshake import (
 from delivery_service.api.ws.ownership import Ownership
 from delivery_service.api.ws.subscriptions import Subscriptions
 from delivery_service.domain.errors import DomainError
+from delivery_service.domain.principal import Principal
 from delivery_service.live.bus import Event, Listener, Reading
 from delivery_service.logs import bind
 from delivery_service.runtime import Runtime
+from delivery_service.security.tokens import principal_from_claims
 from delivery_service.services.greeting import Arrival
-from delivery_service.services.security import Principal
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class LiveConnection(Connection):
             if claims is None or not ticket_fits(claims, self.ticket_scope):
                 await self.ws.close(code=CLOSE_UNAUTHORIZED)
                 return
-            self.principal = Principal.from_claims(claims)
+            self.principal = principal_from_claims(claims)
             # The REST call that issued this ticket passed the Safe Exam Browser check.
             self.seb_verified = bool(claims.get("seb"))
         await self.ws.accept()

@@ -21,11 +21,11 @@ from delivery_service.domain.errors import (
     DeadlinePassed,
     InvalidResponse,
 )
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.schemas import AnswerAck, ItemFeedback
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt, locked_attempt
 from delivery_service.services.attempts.ending import finish
-from delivery_service.services.security import Principal
 from delivery_service.storage import answers as stored
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import Test

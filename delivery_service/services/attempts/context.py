@@ -26,6 +26,7 @@ from delivery_service.domain import attempts as rules
 from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import DeadlinePassed, NotFound, UnknownItem, VersionConflict
 from delivery_service.domain.grace import expiry_grace, late_window
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
@@ -43,7 +44,6 @@ from delivery_service.services.attempts.ending import finish
 from delivery_service.services.attempts.views import attempt_view, current_item, timer_of
 from delivery_service.services.items import ItemCache
 from delivery_service.services.scores import item_states, policies_of
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value, db_now
 from delivery_service.storage.ledger import Ledger, attempt_chain
 from delivery_service.storage.models import Attempt, ItemState, ResponseEvent, Test

@@ -15,6 +15,7 @@ from delivery_service.domain import attempts as rules
 from delivery_service.domain.attempt_machine import OPEN_STATES
 from delivery_service.domain.errors import AttemptLimitReached, Conflict, NotFound, VersionConflict
 from delivery_service.domain.grace import late_window
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
 from delivery_service.schemas import AttemptView
@@ -25,7 +26,6 @@ from delivery_service.services.attempts.context import AttemptContext, HeldAttem
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.scores import policies_of
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import Attempt, GroupSession, Item, Test
 from integrity import chain as sealing

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from delivery_service.domain import attempts as rules
 from delivery_service.domain.authority import require_reason
+from delivery_service.domain.principal import Principal
 from delivery_service.live.keys import attempt_channel
 from delivery_service.schemas import Completion
 from delivery_service.services import adaptive
@@ -23,7 +24,6 @@ from delivery_service.services.scores import (
     record_result,
     score_attempt,
 )
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import ItemState
 from integrity.events import Source
 from test_assembly.adaptive import close

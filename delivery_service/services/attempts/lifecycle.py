@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from delivery_service.domain import attempts as rules
 from delivery_service.domain.authority import may_pause, require_reason
 from delivery_service.domain.errors import Forbidden
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
 from delivery_service.schemas import AttemptView, Completion, Timer
@@ -27,7 +28,6 @@ from delivery_service.services.attempts.context import (
 )
 from delivery_service.services.attempts.ending import finish
 from delivery_service.services.attempts.views import timer_of
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import Attempt
 from integrity import events as ev
 

@@ -15,11 +15,11 @@ from delivery_service.domain import attempts as rules
 from delivery_service.domain import section_clock
 from delivery_service.domain.errors import Conflict, NavigationForbidden
 from delivery_service.domain.navigation import Target, next_position
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
 from delivery_service.schemas import CurrentItem, FlagAck
 from delivery_service.services import adaptive
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import ItemState
 from test_assembly.adaptive import advance
 from test_assembly.scoring import score_item

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.domain.errors import AttemptNotInProgress
+from delivery_service.domain.principal import Principal
 from delivery_service.schemas import AttemptSummary, AttemptView, CurrentItem, Progress, Timer
 from delivery_service.services import adaptive
 from delivery_service.services.access import AttemptAccess, attempts_managed_by
 from delivery_service.services.attempts.context import AttemptContext
 from delivery_service.services.attempts.views import read_view, timer_of
 from delivery_service.services.scores import item_states
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import Attempt, Test
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from delivery_service.domain import section_clock
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import timer_view
 from delivery_service.schemas import (
     AttemptView,
@@ -35,7 +36,6 @@ from delivery_service.schemas import (
 from delivery_service.services import adaptive
 from delivery_service.services.access import attempt_access, needs_teaches, teaches_attempt
 from delivery_service.services.items import ItemCache
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import clock_column, clock_value
 from delivery_service.storage.models import Attempt, ItemState, ResponseEvent, Test
 from integrity.policy import policy_of

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, VersionConflict
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import proctor_channel
@@ -24,7 +25,6 @@ from delivery_service.services.access import session_for
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, locked_attempt
 from delivery_service.services.evidence.enforcement import Enforcement
-from delivery_service.services.security import Principal
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Entry, Ledger, attempt_chain, participant_chain
 from delivery_service.storage.models import Attempt, LedgerEvent, Participant, Test

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.services.access import attempts_managed_by, check_attempt
 from delivery_service.services.evidence.enforcement import observed_of
-from delivery_service.services.security import Principal
 from delivery_service.storage.ledger import Ledger, attempt_chain
 from delivery_service.storage.models import Attempt, LedgerEvent, Test, User
 from integrity.chain import Verification

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import SebRequired
+from delivery_service.domain.principal import Principal
 from delivery_service.services.evidence.observations import Observations
-from delivery_service.services.security import Principal
 from delivery_service.storage.models import Attempt, GroupSession, Test
 from integrity.events import SEB_CHECK_FAILED
 from integrity.policy import policy_of

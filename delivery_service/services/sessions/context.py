@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from delivery_service.domain import sessions as session_rules
 from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import Conflict, NotFound
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.bus import Bus
 from delivery_service.live.keys import proctor_channel, session_channel
@@ -27,7 +28,6 @@ from delivery_service.live.timers import Timers
 from delivery_service.schemas import SessionOut
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, HeldAttempt
-from delivery_service.services.security import Principal
 from delivery_service.storage.ledger import Ledger, attempt_chain, session_chain
 from delivery_service.storage.models import Attempt, Class, GroupSession, Participant, Test
 

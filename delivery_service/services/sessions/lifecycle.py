@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from delivery_service.domain import sessions as session_rules
 from delivery_service.domain.attempt_machine import OPEN_STATES
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.keys import SESSION_MEMBER, proctor_channel, session_channel
 from delivery_service.schemas import SessionIn, SessionOut
 from delivery_service.services.access import class_for, session_for
 from delivery_service.services.after_commit import run_safely
-from delivery_service.services.security import Principal
 from delivery_service.services.sessions.context import (
     SessionContext,
     Work,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from delivery_service.domain import sessions as session_rules
 from delivery_service.domain.errors import NotFound
+from delivery_service.domain.principal import Principal
 from delivery_service.schemas import (
     AuditOut,
     ParticipantView,
@@ -19,7 +20,6 @@ from delivery_service.schemas import (
     UserOut,
 )
 from delivery_service.services.access import session_for
-from delivery_service.services.security import Principal
 from delivery_service.services.sessions.context import SessionContext
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import (

@@ -10,13 +10,13 @@ from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain import sessions as session_rules
 from delivery_service.domain.attempt_machine import OPEN_STATES
 from delivery_service.domain.errors import Conflict, NotFound
+from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.keys import participant_channel, proctor_channel, session_channel
 from delivery_service.schemas import AccommodationIn, NoticeIn, ParticipantView
 from delivery_service.services.access import session_for
 from delivery_service.services.after_commit import run_safely
 from delivery_service.services.attempts import HeldAttempt
-from delivery_service.services.security import Principal
 from delivery_service.services.sessions.context import (
     SessionContext,
     Work,

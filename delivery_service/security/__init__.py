@@ -1,0 +1,1 @@
+"""Infrastructure that proves who is calling: password hashes, JWTs and device cookies."""
