@@ -1,4 +1,4 @@
-"""Users and login."""
+"""Users and login: who may sign in, and whom staff may look up."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import asyncio
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import DomainError, Forbidden
-from delivery_service.domain.principal import Principal
+from delivery_service.domain.principal import Principal, Role
 from delivery_service.live.throttle import Attempt, LoginThrottle
 from delivery_service.security.device_cookies import DeviceCookies
 from delivery_service.security.passwords import hash_password, verify_password
 from delivery_service.security.tokens import TokenService
+from delivery_service.services.access import members_of_classes_taught_by
 from delivery_service.storage.models import User
 
 
@@ -79,3 +80,18 @@ class AccountService:
             raise AccountDisabled("this account is disabled; ask an administrator")
         principal = Principal(user.id, user.username, user.role, user.token_version)  # type: ignore[arg-type]
         return SignedIn(self._tokens.issue(principal), principal, self._devices.issue(username))
+
+    async def list_users(self, principal: Principal, *, role: Role | None = None) -> list[User]:
+        """Staff only, by username: an admin lists everyone; a teacher themselves and the
+        members (students and co-teachers) of the classes they teach. Optionally one role."""
+        if not principal.is_staff:
+            raise Forbidden("only teachers and admins list users")
+        stmt = select(User).order_by(User.username)
+        if principal.role != "admin":
+            stmt = stmt.where(
+                or_(User.id == principal.user_id, members_of_classes_taught_by(principal))
+            )
+        if role is not None:
+            stmt = stmt.where(User.role == role)
+        async with self._sessions() as s:
+            return list(await s.scalars(stmt))
