@@ -67,7 +67,7 @@ async def seed(settings: Settings, attempts: int) -> list[tuple[str, str, str]]:
     run = uuid.uuid4().hex[:6]
     now = datetime.now(UTC)
     hashed = hash_password("bench", cost=2**8)
-    async with runtime.sessions() as s, s.begin():
+    async with runtime.db() as s, s.begin():
         teacher = User(
             username=f"a{run}-t", display_name="T", password_hash=hashed, role="teacher",
             created_at=now,
@@ -160,7 +160,7 @@ async def verify(settings: Settings, acked: list[tuple[str, int]]) -> dict[str, 
     ids = sorted({uuid.UUID(a) for a, _ in acked})
     stored: set[tuple[str, int]] = set()
     rows = 0
-    async with runtime.sessions() as s:
+    async with runtime.db() as s:
         for chunk in range(0, len(ids), 1000):
             for attempt_id, seq in await s.execute(
                 select(ResponseEvent.attempt_id, ResponseEvent.client_seq).where(

@@ -202,13 +202,13 @@ async def _revoke(
         socket_timeout=settings.redis_socket_timeout_seconds,
         connect_timeout=settings.redis_connect_timeout_seconds,
     )
-    sessions = create_sessionmaker(engine)
+    db = create_sessionmaker(engine)
     try:
-        async with sessions() as s:
+        async with db() as s:
             user_id = await s.scalar(select(User.id).where(User.username == username))
         if user_id is None:
             return None
-        revocations = Revocations(sessions=sessions, redis=redis, keys=Keys(settings.redis_prefix),
+        revocations = Revocations(db=db, redis=redis, keys=Keys(settings.redis_prefix),
                                   ttl_seconds=settings.token_recheck_seconds)  # fmt: skip
         return await revocations.revoke(user_id, disable=disable)
     finally:
@@ -291,9 +291,9 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
     from delivery_service.storage.models import User
 
     engine = create_engine(settings)
-    sessions = create_sessionmaker(engine)
+    db = create_sessionmaker(engine)
     try:
-        async with sessions() as s:
+        async with db() as s:
             stmt = select(User).order_by(User.created_at)
             stmt = (
                 stmt.where(User.username == username)
@@ -304,7 +304,7 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
         if user is None or user.role not in ("admin", "teacher"):
             raise Forbidden(f"no staff user {username or '(admin)'} to act as")
         principal = Principal(user.id, user.username, user.role)  # type: ignore[arg-type]
-        catalog = CatalogService(sessions=sessions, ledger=Ledger(settings.ledger_key.encode()))
+        catalog = CatalogService(db=db, ledger=Ledger(settings.ledger_key.encode()))
         return await use(catalog, principal)
     finally:
         await engine.dispose()

@@ -68,9 +68,9 @@ def sample_test(title: str = SAMPLE_TITLE) -> TestIn:
     )
 
 
-async def seed_demo(sessions: async_sessionmaker[AsyncSession], *, hash_cost: int) -> int:
+async def seed_demo(db: async_sessionmaker[AsyncSession], *, hash_cost: int) -> int:
     """Add whatever demo data is missing; return how many users were created. Idempotent."""
-    async with sessions() as s, s.begin():
+    async with db() as s, s.begin():
         existing = set(await s.scalars(select(User.username)))
         missing = [u for u in demo_users() if u[0] not in existing]
         hashes = await asyncio.gather(

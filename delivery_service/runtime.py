@@ -63,7 +63,7 @@ class Runtime:
     settings: Settings
     worker_id: str
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    db: async_sessionmaker[AsyncSession]
     redis: Redis
     keys: Keys
     clock: ServerClock
@@ -97,7 +97,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
-        sessions = create_sessionmaker(engine)
+        db = create_sessionmaker(engine)
         redis = create_redis(
             settings.redis_url,
             max_connections=settings.redis_max_connections,
@@ -125,11 +125,11 @@ class Runtime:
         )
         ledger = Ledger(settings.ledger_key.encode())
         revocations = Revocations(
-            sessions=sessions, redis=redis, keys=keys, ttl_seconds=settings.token_recheck_seconds
+            db=db, redis=redis, keys=keys, ttl_seconds=settings.token_recheck_seconds
         )
         item_cache = ItemCache()
         attempts = AttemptService(
-            sessions=sessions,
+            db=db,
             timers=timers,
             bus=bus,
             items=item_cache,
@@ -139,7 +139,7 @@ class Runtime:
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
         group_sessions = GroupSessions(
-            db=sessions,
+            db=db,
             attempts=attempts,
             bus=bus,
             timers=timers,
@@ -151,7 +151,7 @@ class Runtime:
             settings=settings,
             worker_id=secrets.token_hex(4),
             engine=engine,
-            sessions=sessions,
+            db=db,
             redis=redis,
             keys=keys,
             clock=clock,
@@ -161,7 +161,7 @@ class Runtime:
             tickets=Tickets(redis, keys, settings.ws_ticket_ttl_seconds),
             tokens=tokens,
             accounts=AccountService(
-                sessions=sessions,
+                db=db,
                 tokens=tokens,
                 throttle=LoginThrottle(
                     keys,
@@ -174,22 +174,20 @@ class Runtime:
                 hash_cost=settings.password_hash_cost,
             ),
             revocations=revocations,
-            catalog=CatalogService(sessions=sessions, ledger=ledger),
-            bank=ItemBankService(sessions=sessions, ledger=ledger),
+            catalog=CatalogService(db=db, ledger=ledger),
+            bank=ItemBankService(db=db, ledger=ledger),
             attempts=attempts,
-            grading=GradingService(sessions=sessions, items=item_cache, attempts=attempts),
-            classes=ClassService(sessions=sessions),
+            grading=GradingService(db=db, items=item_cache, attempts=attempts),
+            classes=ClassService(db=db),
             group_sessions=group_sessions,
-            greeter=Greeter(
-                sessions=sessions, group_sessions=group_sessions, attempts=attempts, ledger=ledger
-            ),
-            evidence=Evidence(db=sessions, ledger=ledger, bus=bus, attempts=attempts),
+            greeter=Greeter(db=db, group_sessions=group_sessions, attempts=attempts, ledger=ledger),
+            evidence=Evidence(db=db, ledger=ledger, bus=bus, attempts=attempts),
             ledger=ledger,
             metrics=metrics,
             presence=presence,
             sweeper=ExpirySweeper(
                 attempts=attempts,
-                sessions=group_sessions.lifecycle,
+                group_sessions=group_sessions.lifecycle,
                 timers=timers,
                 clock=clock,
                 grace=settings.grace,
@@ -207,7 +205,7 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        async with self.sessions() as s:
+        async with self.db() as s:
             await check_durability(s)
         await self.sync_clock()
         self.tasks = [
@@ -234,7 +232,7 @@ class Runtime:
         await _bounded("close database", self.engine.dispose())
 
     async def sync_clock(self) -> None:
-        async with self.sessions() as s:
+        async with self.db() as s:
             sent = self.clock.wall()
             database_now = await db_now(s)
             received = self.clock.wall()
@@ -276,7 +274,7 @@ class Runtime:
         limit = self.settings.readiness_timeout_seconds
 
         async def database() -> bool:
-            async with self.sessions() as s:
+            async with self.db() as s:
                 await s.execute(text("SELECT 1"))
             return True
 

@@ -42,13 +42,13 @@ class AccountService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         tokens: TokenService,
         throttle: LoginThrottle,
         devices: DeviceCookies,
         hash_cost: int,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._tokens = tokens
         self._throttle = throttle
         self._devices = devices
@@ -68,7 +68,7 @@ class AccountService:
                 "too many sign-in attempts from here; try again later",
                 retry_after_seconds=math.ceil(wait),
             )
-        async with self._sessions() as s:
+        async with self._db() as s:
             user = await s.scalar(select(User).where(User.username == username))
         # scrypt is slow on purpose: keep it off the event loop.
         stored = self._decoy if user is None else user.password_hash
@@ -93,5 +93,5 @@ class AccountService:
             )
         if role is not None:
             stmt = stmt.where(User.role == role)
-        async with self._sessions() as s:
+        async with self._db() as s:
             return list(await s.scalars(stmt))

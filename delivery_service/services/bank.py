@@ -152,14 +152,14 @@ async def save_to_bank(
 
 
 class ItemBankService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
-        self._sessions = sessions
+    def __init__(self, *, db: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
+        self._db = db
         self._ledger = ledger
 
     async def create(self, principal: Principal, definition: ItemDefinition) -> BankItemOut:
         _require_author(principal)
         try:
-            async with self._sessions() as s, s.begin():
+            async with self._db() as s, s.begin():
                 bank, row, _ = await save_to_bank(
                     s,
                     definition,
@@ -189,7 +189,7 @@ class ItemBankService:
                 "an item's identifier cannot change; create a new item instead",
                 identifier=identifier,
             )
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             if await s.scalar(select(BankItem.id).where(BankItem.identifier == identifier)) is None:
                 raise NotFound("item", identifier)
             bank, row, _ = await save_to_bank(
@@ -207,7 +207,7 @@ class ItemBankService:
     ) -> BankItemOut:
         """Out of new forms from now on; attempts that have it keep it."""
         _require_author(principal)
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             bank = await s.scalar(
                 select(BankItem).where(BankItem.identifier == identifier).with_for_update()
             )
@@ -235,7 +235,7 @@ class ItemBankService:
         self, principal: Principal, identifier: str, *, version: int | None = None
     ) -> BankItemOut:
         _require_author(principal)
-        async with self._sessions() as s:
+        async with self._db() as s:
             bank = await s.scalar(select(BankItem).where(BankItem.identifier == identifier))
             if bank is None:
                 raise NotFound("item", identifier)
@@ -270,7 +270,7 @@ class ItemBankService:
         if type_ is not None:
             stmt = stmt.where(Item.type == type_)
         wanted = set(tags or [])
-        async with self._sessions() as s:
+        async with self._db() as s:
             rows = await s.execute(stmt)
             return [_out(b, i) for b, i in rows if wanted <= set(i.tags or [])]
 

@@ -36,14 +36,14 @@ from test_assembly.rng import new_seed
 
 
 class CatalogService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
-        self._sessions = sessions
+    def __init__(self, *, db: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
+        self._db = db
         self._ledger = ledger
 
     async def create(self, principal: Principal, spec: TestIn) -> TestOut:
         if not principal.is_staff:
             raise Forbidden("only teachers and admins create tests")
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             test = await add_test(s, spec, created_by=principal.user_id)
             return await self._out(s, test, principal)
 
@@ -58,7 +58,7 @@ class CatalogService:
             result = import_package(data, all_or_nothing=all_or_nothing)
         except PackageError as bad:
             raise Unprocessable(bad.code, bad.message, **bad.details) from None
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             now = await db_now(s)
             outcomes = {}
             for item in result.items:
@@ -120,7 +120,7 @@ class CatalogService:
         """The test, its own items and every bank item it can draw (current versions)."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins export content")
-        async with self._sessions() as s:
+        async with self._db() as s:
             test = await s.get(Test, test_id)
             if test is None:
                 raise NotFound("test", test_id)
@@ -154,7 +154,7 @@ class CatalogService:
         every class sitting the test)."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins change a test's lockdown")
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             test = await s.get(Test, test_id, with_for_update=True)
             if test is None:
                 raise NotFound("test", test_id)
@@ -184,12 +184,12 @@ class CatalogService:
             return await self._out(s, test, principal)
 
     async def list_tests(self, principal: Principal) -> list[TestOut]:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             tests = await s.scalars(select(Test).order_by(Test.created_at.desc()))
             return [await self._out(s, t, principal, with_items=False) for t in tests]
 
     async def get(self, principal: Principal, test_id: uuid.UUID) -> TestOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             test = await s.get(Test, test_id)
             if test is None:
                 raise NotFound("test", test_id)

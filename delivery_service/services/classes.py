@@ -23,13 +23,13 @@ from delivery_service.storage.models import (
 
 
 class ClassService:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, *, db: async_sessionmaker[AsyncSession]) -> None:
+        self._db = db
 
     async def create(self, principal: Principal, spec: ClassIn) -> ClassOut:
         if not principal.is_staff:
             raise Forbidden("only teachers and admins create classes")
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             now = await db_now(s)
             klass = Class(
                 name=spec.name,
@@ -50,7 +50,7 @@ class ClassService:
             return await self._out(s, klass, principal)
 
     async def list_classes(self, principal: Principal) -> list[ClassOut]:
-        async with self._sessions() as s:
+        async with self._db() as s:
             stmt = select(Class).order_by(Class.name)
             if principal.role == "teacher":
                 stmt = stmt.join(ClassTeacher, ClassTeacher.class_id == Class.id).where(
@@ -63,7 +63,7 @@ class ClassService:
             return [await self._out(s, k, principal) for k in await s.scalars(stmt)]
 
     async def get(self, principal: Principal, class_id: uuid.UUID) -> ClassOut:
-        async with self._sessions() as s:
+        async with self._db() as s:
             return await self._out(
                 s, await class_for(s, principal, class_id, manage=False), principal
             )
@@ -71,7 +71,7 @@ class ClassService:
     async def update(
         self, principal: Principal, class_id: uuid.UUID, spec: ClassUpdate
     ) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             require_active_class(klass.state)
             if spec.name is not None:
@@ -83,7 +83,7 @@ class ClassService:
             return await self._out(s, klass, principal)
 
     async def archive(self, principal: Principal, class_id: uuid.UUID) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             running = await s.scalar(
                 select(GroupSession.id).where(
@@ -102,7 +102,7 @@ class ClassService:
             return await self._out(s, klass, principal)
 
     async def enroll(self, principal: Principal, class_id: uuid.UUID, member: MemberIn) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             require_active_class(klass.state)
             student = await _resolve(s, member, "student")
@@ -119,7 +119,7 @@ class ClassService:
     async def remove_student(
         self, principal: Principal, class_id: uuid.UUID, student_id: uuid.UUID
     ) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             require_active_class(klass.state)
             removed = await s.execute(
@@ -134,7 +134,7 @@ class ClassService:
     async def add_teacher(
         self, principal: Principal, class_id: uuid.UUID, member: MemberIn
     ) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             require_active_class(klass.state)
             teacher = await _resolve(s, member, "teacher")
@@ -146,7 +146,7 @@ class ClassService:
     async def remove_teacher(
         self, principal: Principal, class_id: uuid.UUID, teacher_id: uuid.UUID
     ) -> ClassOut:
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             klass = await class_for(s, principal, class_id, manage=True, lock=True)
             removed = await s.execute(
                 delete(ClassTeacher).where(

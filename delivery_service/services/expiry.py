@@ -34,7 +34,7 @@ class ExpirySweeper:
         self,
         *,
         attempts: AttemptService,
-        sessions: SessionLifecycle,
+        group_sessions: SessionLifecycle,
         timers: Timers,
         clock: ServerClock,
         grace: timedelta,
@@ -45,7 +45,7 @@ class ExpirySweeper:
     ) -> None:
         self._metrics = metrics
         self._attempts = attempts
-        self._sessions = sessions
+        self._group_sessions = group_sessions
         self._timers = timers
         self._clock = clock
         self._grace = grace
@@ -60,7 +60,7 @@ class ExpirySweeper:
         running = await self._attempts.expiry.running_deadlines()
         restored = await self._timers.restore(running, self._clock.now())
         await self._timers.restore_due(
-            (member, end + self._grace) for member, end in await self._sessions.running_ends()
+            (member, end + self._grace) for member, end in await self._group_sessions.running_ends()
         )
         self._last_reconcile = time.monotonic()
         if self._metrics is not None:
@@ -81,7 +81,7 @@ class ExpirySweeper:
         expired = 0
         for member in await self._timers.claim_due(now, self._lease):
             if member.startswith(SESSION_MEMBER):
-                await self._sessions.complete_due(member.removeprefix(SESSION_MEMBER))
+                await self._group_sessions.complete_due(member.removeprefix(SESSION_MEMBER))
             elif await self._attempts.expiry.expire_due(member):
                 expired += 1
         return expired

@@ -70,11 +70,11 @@ class GradingService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         items: ItemCache,
         attempts: AttemptService,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._items = items
         self._attempts = attempts
 
@@ -101,7 +101,7 @@ class GradingService:
             stmt = stmt.where(ItemState.grade.is_not(None))
         if test_id is not None:
             stmt = stmt.where(Attempt.test_id == test_id)
-        async with self._sessions() as s:
+        async with self._db() as s:
             rows = (await s.execute(stmt.order_by(Attempt.ended_at, Attempt.id).limit(500))).all()
             contents = await self._items.many(s, list({str(st.item_id) for st, *_ in rows}))
             by_id = {item.item_id: item for item in contents}
@@ -121,7 +121,7 @@ class GradingService:
     ) -> GradeOut:
         if not principal.is_staff:
             raise Forbidden("only teachers and admins grade")
-        async with self._sessions() as s:
+        async with self._db() as s:
             async with s.begin():
                 attempt = await check_attempt(
                     s, principal, attempt_id, await locked_attempt(s, attempt_id), "staff"
@@ -180,7 +180,7 @@ class GradingService:
     # ---- what candidates (and staff) see afterwards -----------------------------------------
 
     async def review(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptReview:
-        async with self._sessions() as s:
+        async with self._db() as s:
             attempt = await check_attempt(
                 s, principal, attempt_id, await s.get(Attempt, attempt_id), "read"
             )
@@ -225,7 +225,7 @@ class GradingService:
         """Each candidate's result across attempts: staff see the candidates of the classes
         they teach (an admin: all); a candidate sees only their own, and only when the review
         policy shows scores."""
-        async with self._sessions() as s:
+        async with self._db() as s:
             test = await s.get(Test, test_id)
             if test is None:
                 raise NotFound("test", test_id)

@@ -84,12 +84,12 @@ class Greeter:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         group_sessions: GroupSessions,
         attempts: AttemptService,
         ledger: Ledger,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._group = group_sessions
         self._attempts = attempts
         self._ledger = ledger
@@ -103,7 +103,7 @@ class Greeter:
         work = Work()
         refused: seb.SebCheck | None = None
         joining: Joining | None = None
-        async with self._sessions() as s:
+        async with self._db() as s:
             async with s.begin():
                 row, now, manager = await self._read(s, principal, session_id)
                 if manager:
@@ -139,7 +139,7 @@ class Greeter:
         """Only the attempt's candidate opens its socket (staff: Forbidden; anyone else is not
         told it exists); the SEB check; the connection on the attempt's ledger chain."""
         refused: seb.SebCheck | None = None
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             dialect = s.get_bind().dialect.name
             found = (
                 await s.execute(_attempt_statement(dialect), {"attempt_id": attempt_id})
@@ -174,7 +174,7 @@ class Greeter:
             summary = await self._group.lifecycle.get(principal, session_id)
             grid = await self._group.monitoring.participants(principal, session_id)
             return SessionState(summary, participants=grid)
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             row, *_ = await self._read(s, principal, session_id)
             attempt = (
                 await self._attempts.reads.view_in(s, principal, attempt_id) if attempt_id else None

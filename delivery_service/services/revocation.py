@@ -39,12 +39,12 @@ class Revocations:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         redis: Redis,
         keys: Keys,
         ttl_seconds: float,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._redis = redis
         self._keys = keys
         self.ttl_seconds = ttl_seconds
@@ -84,7 +84,7 @@ class Revocations:
         values: dict[str, Any] = {"token_version": User.token_version + 1}
         if disable is not None:
             values["disabled"] = disable
-        async with self._sessions() as s, s.begin():
+        async with self._db() as s, s.begin():
             found = (
                 await s.execute(
                     update(User)
@@ -111,7 +111,7 @@ class Revocations:
                         user_id, self.ttl_seconds)  # fmt: skip
 
     async def _read(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int | None]:
-        async with self._sessions() as s:
+        async with self._db() as s:
             rows = await s.execute(
                 select(User.id, User.token_version, User.disabled).where(User.id.in_(user_ids))
             )

@@ -34,7 +34,7 @@ async def test_a_revocation_is_seen_at_once_through_the_copy(
 ) -> None:
     user = await add_user(sessions, "copied")
     redis = create_redis(settings.redis_url)
-    revocations = Revocations(sessions=sessions, redis=redis, keys=Keys(settings.redis_prefix),
+    revocations = Revocations(db=sessions, redis=redis, keys=Keys(settings.redis_prefix),
                               ttl_seconds=600)  # fmt: skip
     try:
         assert await revocations.current([user]) == {user: 0}  # read, and copied
@@ -52,7 +52,7 @@ async def test_with_redis_down_the_database_answers_without_waiting_on_redis_eac
 ) -> None:
     user = await add_user(sessions, "fallback")
     redis = DownRedis()
-    revocations = Revocations(sessions=sessions, redis=redis, keys=Keys(settings.redis_prefix),  # type: ignore[arg-type]
+    revocations = Revocations(db=sessions, redis=redis, keys=Keys(settings.redis_prefix),  # type: ignore[arg-type]
                               ttl_seconds=600)  # fmt: skip
     for _ in range(5):
         assert await revocations.current([user]) == {user: 0}

@@ -40,7 +40,7 @@ class AttemptService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         timers: Timers,
         bus: Bus,
         items: ItemCache,
@@ -49,7 +49,7 @@ class AttemptService:
         metrics: Metrics | None = None,
     ) -> None:
         self.context = AttemptContext(
-            sessions=sessions,
+            db=db,
             timers=timers,
             bus=bus,
             items=items,

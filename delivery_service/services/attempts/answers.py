@@ -68,7 +68,7 @@ class AttemptAnswers:
     ) -> None:
         """An answer for an attempt that has ended is refused; the refusal is evidence too
         (its own transaction: the refused write rolled back)."""
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             attempt = await locked_attempt(s, attempt_id)
             test = await s.get(Test, attempt.test_id) if attempt else None
             if attempt is None or test is None:
@@ -89,7 +89,7 @@ class AttemptAnswers:
         connection_id: str | None,
     ) -> AnswerAck:
         context = self._context
-        async with context.sessions() as s:
+        async with context.db() as s:
             async with s.begin():
                 attempt, test = await context.row(s, attempt_id, principal, "owner", lock=True)
                 item = await context.item(s, attempt, item_id)

@@ -113,7 +113,7 @@ class AttemptContext:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: async_sessionmaker[AsyncSession],
         timers: Timers,
         bus: Bus,
         items: ItemCache,
@@ -121,7 +121,7 @@ class AttemptContext:
         ledger: Ledger,
         metrics: Metrics | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.db = db
         self.ledger = ledger
         self.metrics = metrics
         self.timers = timers
@@ -141,7 +141,7 @@ class AttemptContext:
         """Run one decision in a transaction with optimistic locking; expire first if overdue."""
         for _ in range(3):
             try:
-                async with self.sessions() as s:
+                async with self.db() as s:
                     async with s.begin():
                         held = await self.load(s, attempt_id, principal, access, lock=True)
                         overdue = rules.is_overdue(

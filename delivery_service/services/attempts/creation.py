@@ -43,7 +43,7 @@ class AttemptCreation:
         """Create the caller's next attempt, or return the open one (created=False)."""
         for _ in range(3):
             try:
-                async with self._context.sessions() as s, s.begin():
+                async with self._context.db() as s, s.begin():
                     test = await s.get(Test, test_id)
                     if test is None:
                         raise NotFound("test", test_id)

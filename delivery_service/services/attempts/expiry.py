@@ -38,7 +38,7 @@ class AttemptExpiry:
             return False
         held: HeldAttempt | None = None
         expired = False
-        async with context.sessions() as s:
+        async with context.db() as s:
             async with s.begin():
                 attempt = await locked_attempt(s, ident)
                 if attempt is not None and attempt.state == "in_progress":
@@ -68,7 +68,7 @@ class AttemptExpiry:
         after it: what Redis must hold."""
         # Plain columns, and each test's policies parsed once: with 14,000 running attempts,
         # an ORM row per attempt held the worker's loop for 0.4 s every reconcile.
-        async with self._context.sessions() as s:
+        async with self._context.db() as s:
             rows = (
                 await s.execute(
                     select(Attempt.id, Attempt.deadline, Attempt.test_id).where(

@@ -146,7 +146,7 @@ class AttemptLifecycle:
         Logged as the server's own act, with the rule's reason. False if nothing was running."""
         context = self._context
         held: HeldAttempt | None = None
-        async with context.sessions() as s:
+        async with context.db() as s:
             async with s.begin():
                 attempt = await locked_attempt(s, attempt_id)
                 if attempt is None or attempt.state != "in_progress":

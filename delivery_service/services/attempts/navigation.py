@@ -95,7 +95,7 @@ class AttemptNavigation:
         self, principal: Principal, attempt_id: uuid.UUID
     ) -> list[dict[str, Any]]:
         """Staff: the engine replayed over each adaptive section's stored log."""
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             held = await self._context.load(s, attempt_id, principal, "staff", lock=False)
             return await adaptive.audit(s, held.attempt)
 

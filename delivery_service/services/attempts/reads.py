@@ -24,7 +24,7 @@ class AttemptReads:
         self._context = context
 
     async def get(self, principal: Principal, attempt_id: uuid.UUID) -> AttemptView:
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             return await self.view_in(s, principal, attempt_id)
 
     async def view_in(
@@ -38,18 +38,18 @@ class AttemptReads:
         self, principal: Principal, attempt_id: uuid.UUID, access: AttemptAccess
     ) -> None:
         """Refuse (as REST refuses) unless `principal` may act on the attempt with `access`."""
-        async with self._context.sessions() as s:
+        async with self._context.db() as s:
             await self._context.fetch(s, attempt_id, principal, access, lock=False)
 
     async def current(self, principal: Principal, attempt_id: uuid.UUID) -> CurrentItem:
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             held = await self._context.load(s, attempt_id, principal, "owner", lock=False)
             if held.attempt.state != "in_progress":
                 raise AttemptNotInProgress(held.attempt.state)
             return await self._context.current(held)
 
     async def progress(self, principal: Principal, attempt_id: uuid.UUID) -> Progress:
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             held = await self._context.load(s, attempt_id, principal, "read", lock=False)
             states = await item_states(s, held.attempt.id)
             return Progress(
@@ -62,7 +62,7 @@ class AttemptReads:
             )
 
     async def timer(self, principal: Principal, attempt_id: uuid.UUID) -> Timer:
-        async with self._context.sessions() as s, s.begin():
+        async with self._context.db() as s, s.begin():
             held = await self._context.load(s, attempt_id, principal, "read", lock=False)
             return timer_of(held.attempt, held.test, held.now)
 
@@ -86,7 +86,7 @@ class AttemptReads:
                 stmt = stmt.where(Attempt.user_id == user_id)
         if test_id is not None:
             stmt = stmt.where(Attempt.test_id == test_id)
-        async with self._context.sessions() as s:
+        async with self._context.db() as s:
             rows = await s.execute(stmt.order_by(Attempt.created_at.desc()).limit(500))
             return [
                 AttemptSummary(
