@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from delivery_service.backoff import Backoff
 from delivery_service.live.keys import WORKERS_CHANNEL, Keys
 from delivery_service.live.scripts import Scripts
 from delivery_service.metrics import Metrics
@@ -243,13 +244,13 @@ class Bus:
         """The worker's one listener loop: dispatch, and on any Redis failure back off, let
         redis-py reconnect and resubscribe, then tell every listener to check its position."""
         await self._pubsub.subscribe(self._keys.pubsub(WORKERS_CHANNEL))
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0)
         lost = False
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 self.healthy = True
-                backoff = 0.1
+                backoff.succeeded()
                 if lost:
                     lost = False
                     self._confirm_all()
@@ -263,13 +264,13 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("pub/sub connection failed; retrying in %.1fs", backoff, exc_info=True)
+                delay = backoff.failed()
+                log.warning("pub/sub connection failed; retrying in %.1fs", delay, exc_info=True)
                 if self._metrics is not None:
                     self._metrics.redis_errors.labels("pubsub").inc()
                 self.healthy = False
                 lost = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(delay)
 
     async def close(self) -> None:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]

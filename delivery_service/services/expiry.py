@@ -16,6 +16,7 @@ import secrets
 import time
 from datetime import timedelta
 
+from delivery_service.backoff import Backoff
 from delivery_service.clock import ServerClock
 from delivery_service.live.keys import SESSION_MEMBER
 from delivery_service.live.timers import Timers
@@ -87,20 +88,21 @@ class ExpirySweeper:
         return expired
 
     async def run(self) -> None:
-        backoff = self._interval
+        # Short cap: attempts fall due during an outage, and each waits out the backoff left
+        # when Redis or the database comes back (10 s made expiries 3-10 s late).
+        backoff = Backoff(self._interval, max(self._interval, MAX_BACKOFF_SECONDS))
         while True:
             try:
                 await self.sweep_once()
                 self.healthy = True
-                backoff = self._interval
+                backoff.succeeded()
+                delay = self._interval
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.healthy = False
-                log.warning("expiry sweep failed; retrying in %.1fs", backoff, exc_info=True)
+                delay = backoff.failed()
+                log.warning("expiry sweep failed; retrying in %.1fs", delay, exc_info=True)
                 if self._metrics is not None:
                     self._metrics.failure("sweeper", exc)
-                # Short: attempts fall due during an outage, and each waits out the backoff
-                # left when Redis or the database comes back (10 s made expiries 3-10 s late).
-                backoff = min(backoff * 2, max(self._interval, MAX_BACKOFF_SECONDS))
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(delay)

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain import section_clock
 from delivery_service.domain.attempt_machine import FINAL_STATES
 from delivery_service.domain.errors import (
@@ -116,8 +116,12 @@ class AttemptAnswers:
                         answered=found.state.answered,
                         feedback=_answer_feedback(held, item, prior.response),
                     )
-                overdue = rules.is_overdue(attempt, now=held.now, grace=context.expiry_grace(held))
-                late = overdue or rules.is_overdue(attempt, now=held.now, grace=context.grace)
+                overdue = attempt_rules.is_overdue(
+                    attempt, now=held.now, grace=context.expiry_grace(held)
+                )
+                late = overdue or attempt_rules.is_overdue(
+                    attempt, now=held.now, grace=context.grace
+                )
                 if late:
                     await context.log(
                         held, ev.LATE_ANSWER_REFUSED, "server", actor=principal.user_id,
@@ -127,7 +131,7 @@ class AttemptAnswers:
                     if overdue:
                         await finish(context, held, "expire")
                 else:
-                    rules.require_writable(attempt, now=held.now, grace=context.grace)
+                    attempt_rules.require_writable(attempt, now=held.now, grace=context.grace)
                     section_clock.require_time(
                         attempt.layout, item.identifier, held.now, context.grace
                     )

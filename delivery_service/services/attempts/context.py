@@ -22,7 +22,7 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.authority import require_reason
 from delivery_service.domain.errors import DeadlinePassed, NotFound, UnknownItem, VersionConflict
 from delivery_service.domain.grace import expiry_grace, late_window
@@ -144,7 +144,7 @@ class AttemptContext:
                 async with self.db() as s:
                     async with s.begin():
                         held = await self.load(s, attempt_id, principal, access, lock=True)
-                        overdue = rules.is_overdue(
+                        overdue = attempt_rules.is_overdue(
                             held.attempt, now=held.now, grace=self.expiry_grace(held)
                         )
                         if overdue:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.attempt_machine import OPEN_STATES
 from delivery_service.domain.errors import AttemptLimitReached, Conflict, NotFound, VersionConflict
 from delivery_service.domain.grace import late_window
@@ -88,7 +88,7 @@ class AttemptCreation:
         student's personal end of the global timer; the session is its authorization, so the
         test's attempt limit does not apply."""
         attempt = await self._new_attempt(s, test, user_id, now, session_id=session_id)
-        rules.start(
+        attempt_rules.start(
             attempt, now=now, time_limit_seconds=test.time_limit_seconds, fixed_deadline=deadline
         )
         clock_at(attempt, now, enter=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.authority import require_reason
 from delivery_service.domain.principal import Principal
 from delivery_service.live.keys import attempt_channel
@@ -45,7 +45,7 @@ async def finish(
     """Submit, expire or terminate: score what was saved, stamp the end, announce it."""
     if event == "terminate" and actor is not None:
         require_reason(actor, "attempt_terminated", reason)
-    rules.finish(held.attempt, event=event, now=held.now)
+    attempt_rules.finish(held.attempt, event=event, now=held.now)
     await close_adaptive(context, held)
     form = await context.form(held.session, held.attempt)
     states = await item_states(held.session, held.attempt.id)

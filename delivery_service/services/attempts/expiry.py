@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.grace import late_window
 from delivery_service.services.after_commit import run_safely
 from delivery_service.services.attempts.context import (
@@ -44,7 +44,7 @@ class AttemptExpiry:
                 if attempt is not None and attempt.state == "in_progress":
                     held = await held_in(s, attempt)
                     grace = context.expiry_grace(held)
-                    expired = rules.is_overdue(attempt, now=held.now, grace=grace)
+                    expired = attempt_rules.is_overdue(attempt, now=held.now, grace=grace)
                     if expired:
                         await finish(context, held, "expire")
                         if metrics is not None and attempt.deadline is not None:

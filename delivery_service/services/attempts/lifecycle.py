@@ -13,7 +13,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.authority import may_pause, require_reason
 from delivery_service.domain.errors import Forbidden
 from delivery_service.domain.principal import Principal
@@ -42,7 +42,9 @@ class AttemptLifecycle:
         context = self._context
 
         async def decide(held: HeldAttempt) -> AttemptView:
-            rules.start(held.attempt, now=held.now, time_limit_seconds=held.test.time_limit_seconds)
+            attempt_rules.start(
+                held.attempt, now=held.now, time_limit_seconds=held.test.time_limit_seconds
+            )
             clock_at(held.attempt, held.now, enter=True)
             deadline = iso(held.attempt.deadline) if held.attempt.deadline else None
             await context.log(
@@ -60,7 +62,7 @@ class AttemptLifecycle:
         context = self._context
 
         async def decide(held: HeldAttempt) -> AttemptView:
-            rules.pause(held.attempt, now=held.now, allowed=_may_pause(principal, held))
+            attempt_rules.pause(held.attempt, now=held.now, allowed=_may_pause(principal, held))
             clock_at(held.attempt, held.now, enter=False)
             context.after_timer_change(held)
             await context.act(held, principal, "attempt_paused", reason)
@@ -76,7 +78,7 @@ class AttemptLifecycle:
         async def decide(held: HeldAttempt) -> AttemptView:
             if not _may_pause(principal, held):
                 raise Forbidden("only a proctor can resume this attempt")
-            rules.resume(held.attempt, now=held.now)
+            attempt_rules.resume(held.attempt, now=held.now)
             clock_at(held.attempt, held.now, enter=True)
             context.after_timer_change(held)
             await context.act(held, principal, "attempt_resumed", reason)
@@ -116,7 +118,7 @@ class AttemptLifecycle:
 
         async def decide(held: HeldAttempt) -> Timer:
             require_reason(principal, "time_extended", reason)
-            rules.extend(held.attempt, seconds=seconds)
+            attempt_rules.extend(held.attempt, seconds=seconds)
             context.after_timer_change(held)
             deadline = iso(held.attempt.deadline) if held.attempt.deadline else None
             await context.act(
@@ -152,10 +154,12 @@ class AttemptLifecycle:
                 if attempt is None or attempt.state != "in_progress":
                     return False
                 held = await held_in(s, attempt)
-                if rules.is_overdue(attempt, now=held.now, grace=context.expiry_grace(held)):
+                if attempt_rules.is_overdue(
+                    attempt, now=held.now, grace=context.expiry_grace(held)
+                ):
                     await finish(context, held, "expire")
                 elif action == "pause":
-                    rules.pause(attempt, now=held.now, allowed=True)
+                    attempt_rules.pause(attempt, now=held.now, allowed=True)
                     clock_at(attempt, held.now, enter=False)
                     context.after_timer_change(held)
                     await context.log(held, "attempt_paused", "server", reason=reason)

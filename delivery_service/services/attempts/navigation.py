@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from delivery_service.domain import attempts as rules
+from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain import section_clock
 from delivery_service.domain.errors import Conflict, NavigationForbidden
 from delivery_service.domain.navigation import Target, next_position
@@ -35,7 +35,7 @@ class AttemptNavigation:
         context = self._context
 
         async def decide(held: HeldAttempt) -> CurrentItem:
-            rules.require_writable(held.attempt, now=held.now, grace=context.grace)
+            attempt_rules.require_writable(held.attempt, now=held.now, grace=context.grace)
             target = to
             if await self._adaptive_step(held, target, principal) == "stopped_last":
                 return await context.current(held)  # the adaptive end of the test: submit is next
@@ -83,7 +83,7 @@ class AttemptNavigation:
         context = self._context
 
         async def decide(held: HeldAttempt) -> FlagAck:
-            rules.require_writable(held.attempt, now=held.now, grace=context.grace)
+            attempt_rules.require_writable(held.attempt, now=held.now, grace=context.grace)
             item = await context.item(held.session, held.attempt, item_id)
             state = await context.state_row(held.session, held.attempt.id, item)
             state.flagged = flagged
