@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from delivery_service.schemas import TestIn
+from delivery_service.schemas.tests import TestIn
 from test_assembly.model import ChoiceDef, ItemDefinition
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.schemas import TestIn
+from delivery_service.schemas.tests import TestIn
 from delivery_service.security.passwords import hash_password
 from delivery_service.services.catalog import add_test
 from delivery_service.storage.database import db_now

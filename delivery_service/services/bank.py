@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import BankItemOut
+from delivery_service.read_models.tests import BankItemOut
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import BankItem, Item

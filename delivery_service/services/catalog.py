@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, Unprocessable
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import ItemOut, QtiImportOut, QtiProblem, TestIn, TestOut
+from delivery_service.read_models.tests import ItemOut, QtiImportOut, QtiProblem, TestOut
+from delivery_service.schemas.tests import TestIn
 from delivery_service.services.access import sessions_taught_by
 from delivery_service.services.adaptive import calibrated
 from delivery_service.services.bank import (

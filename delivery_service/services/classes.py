@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.sessions import class_transition, require_active_class
-from delivery_service.schemas import ClassIn, ClassOut, ClassUpdate, MemberIn, UserOut
+from delivery_service.read_models.classes import ClassOut, UserOut
+from delivery_service.schemas.classes import ClassIn, ClassUpdate, MemberIn
 from delivery_service.services.access import class_for
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import (

@@ -25,7 +25,7 @@ from delivery_service.domain.errors import (
     Unprocessable,
 )
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import (
+from delivery_service.read_models.results import (
     AttemptResult,
     AttemptReview,
     CandidateResult,

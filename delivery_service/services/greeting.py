@@ -30,7 +30,8 @@ from sqlalchemy.sql import Select
 
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound, SebRequired
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import AttemptView, ParticipantView, SessionOut
+from delivery_service.read_models.attempts import AttemptView
+from delivery_service.read_models.sessions import ParticipantView, SessionOut
 from delivery_service.services.access import (
     manages,
     membership,

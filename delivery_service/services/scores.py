@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from delivery_service.schemas import ItemFeedback
+from delivery_service.read_models.attempts import ItemFeedback
 from delivery_service.storage.models import Attempt, ItemState, Test
 from test_assembly.assembly import Form
 from test_assembly.feedback import feedback_for

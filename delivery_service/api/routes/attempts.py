@@ -9,21 +9,18 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import (
+from delivery_service.read_models.attempts import (
     AnswerAck,
     AttemptSummary,
     AttemptView,
     Completion,
     CurrentItem,
-    ExtendIn,
     FlagAck,
-    Id,
     Progress,
-    ReasonIn,
-    RequiredReasonIn,
-    StrictModel,
     Timer,
 )
+from delivery_service.schemas.actions import ExtendIn, ReasonIn, RequiredReasonIn
+from delivery_service.schemas.base import Id, StrictModel
 
 
 async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> None:

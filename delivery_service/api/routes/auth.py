@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import Id, StrictModel, UserOut
+from delivery_service.read_models.classes import UserOut
+from delivery_service.schemas.base import Id, StrictModel
 from delivery_service.security.device_cookies import DeviceCookies
 from integrity import events as ev
 

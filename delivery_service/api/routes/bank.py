@@ -10,7 +10,9 @@ from fastapi.responses import Response
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.domain.errors import Unprocessable
-from delivery_service.schemas import BankItemOut, QtiImportOut, ReasonedItemIn, ReasonIn
+from delivery_service.read_models.tests import BankItemOut, QtiImportOut
+from delivery_service.schemas.actions import ReasonIn
+from delivery_service.schemas.tests import ReasonedItemIn
 from test_assembly.model import ItemDefinition
 from test_assembly.qti.safe import MAX_TOTAL_BYTES
 

@@ -7,7 +7,8 @@ import uuid
 from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import ClassIn, ClassOut, ClassUpdate, MemberIn
+from delivery_service.read_models.classes import ClassOut
+from delivery_service.schemas.classes import ClassIn, ClassUpdate, MemberIn
 
 router = APIRouter(prefix="/classes", tags=["classes"])
 

@@ -8,13 +8,13 @@ from typing import Literal
 from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import (
+from delivery_service.read_models.results import (
     AttemptReview,
     CandidateResult,
-    GradeIn,
     GradeOut,
     GradingTask,
 )
+from delivery_service.schemas.actions import GradeIn
 
 router = APIRouter(tags=["grading and results"])
 

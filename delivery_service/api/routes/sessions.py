@@ -7,22 +7,16 @@ import uuid
 from fastapi import APIRouter, Response
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import (
-    AccommodationIn,
-    AttemptView,
+from delivery_service.read_models.attempts import AttemptView, Completion, Timer
+from delivery_service.read_models.sessions import (
     AuditOut,
-    Completion,
-    ExtendIn,
-    NoticeIn,
     ParticipantView,
-    ReasonIn,
-    RequiredReasonIn,
-    SessionIn,
     SessionOut,
     SessionStats,
     TimelineEntry,
-    Timer,
 )
+from delivery_service.schemas.actions import ExtendIn, ReasonIn, RequiredReasonIn
+from delivery_service.schemas.sessions import AccommodationIn, NoticeIn, SessionIn
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 

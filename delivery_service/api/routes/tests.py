@@ -7,7 +7,8 @@ import uuid
 from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
-from delivery_service.schemas import TestIn, TestOut
+from delivery_service.read_models.tests import TestOut
+from delivery_service.schemas.tests import TestIn
 from integrity.policy import LockdownPolicy
 
 router = APIRouter(prefix="/tests", tags=["tests"])

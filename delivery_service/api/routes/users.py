@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.domain.principal import Role
-from delivery_service.schemas import UserOut
+from delivery_service.read_models.classes import UserOut
 from delivery_service.services.classes import user_out
 
 router = APIRouter(prefix="/users", tags=["users"])

@@ -19,8 +19,9 @@ from delivery_service.domain.errors import DomainError
 from delivery_service.domain.timing import TimerView
 from delivery_service.live.bus import RESYNC, Event, parse_event_id
 from delivery_service.live.keys import attempt_channel
+from delivery_service.read_models.attempts import AttemptView, Completion, Timer
+from delivery_service.read_models.classes import UserOut
 from delivery_service.runtime import Runtime
-from delivery_service.schemas import AttemptView, Completion, Timer, UserOut
 
 router = APIRouter()
 

@@ -36,7 +36,9 @@ from delivery_service.api.ws.messages import TextHighlighted as TextHighlighted
 from delivery_service.api.ws.messages import TimerData as TimerData
 from delivery_service.api.ws.messages import TimerMessage as TimerMessage
 from delivery_service.api.ws.messages import _Client, _In, _Server
-from delivery_service.schemas import AttemptView, Completion, FlagAck, Progress, UserOut, UtcTime
+from delivery_service.read_models.attempts import AttemptView, Completion, FlagAck, Progress
+from delivery_service.read_models.classes import UserOut
+from delivery_service.read_models.times import UtcTime
 
 
 class StartData(_In):

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from delivery_service.schemas import AnswerAck, CurrentItem, StrictModel, Timer, UtcTime
+from delivery_service.read_models.attempts import AnswerAck, CurrentItem, Timer
+from delivery_service.read_models.times import UtcTime
+from delivery_service.schemas.base import StrictModel
 
 MessageId = Annotated[str, Field(max_length=64)]
 # The largest count, position or duration a client may send: an unbounded integer (a frame

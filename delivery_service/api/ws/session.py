@@ -28,8 +28,9 @@ from delivery_service.live.keys import (
     proctor_channel,
     session_channel,
 )
+from delivery_service.read_models.attempts import Timer
+from delivery_service.read_models.classes import UserOut
 from delivery_service.runtime import Runtime
-from delivery_service.schemas import Timer, UserOut
 
 router = APIRouter()
 

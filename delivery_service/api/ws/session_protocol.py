@@ -33,7 +33,9 @@ from delivery_service.api.ws.messages import (
     _In,
     _Server,
 )
-from delivery_service.schemas import AttemptView, ParticipantView, SessionOut, UserOut
+from delivery_service.read_models.attempts import AttemptView
+from delivery_service.read_models.classes import UserOut
+from delivery_service.read_models.sessions import ParticipantView, SessionOut
 
 
 class Empty(_In):

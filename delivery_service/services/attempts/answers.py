@@ -23,7 +23,7 @@ from delivery_service.domain.errors import (
 )
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
-from delivery_service.schemas import AnswerAck, ItemFeedback
+from delivery_service.read_models.attempts import AnswerAck, ItemFeedback
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt, locked_attempt
 from delivery_service.services.attempts.ending import finish
 from delivery_service.storage import answers as stored

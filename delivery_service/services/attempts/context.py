@@ -32,7 +32,7 @@ from delivery_service.live.bus import Bus
 from delivery_service.live.keys import attempt_channel, proctor_channel
 from delivery_service.live.timers import Timers
 from delivery_service.metrics import Metrics
-from delivery_service.schemas import AttemptView, CurrentItem
+from delivery_service.read_models.attempts import AttemptView, CurrentItem
 from delivery_service.services.access import (
     AttemptAccess,
     attempt_access,

@@ -18,7 +18,7 @@ from delivery_service.domain.grace import late_window
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
-from delivery_service.schemas import AttemptView
+from delivery_service.read_models.attempts import AttemptView
 from delivery_service.services import adaptive
 from delivery_service.services.access import membership
 from delivery_service.services.after_commit import AfterCommit

@@ -16,7 +16,7 @@ from delivery_service.domain import attempts as attempt_rules
 from delivery_service.domain.authority import require_reason
 from delivery_service.domain.principal import Principal
 from delivery_service.live.keys import attempt_channel
-from delivery_service.schemas import Completion
+from delivery_service.read_models.attempts import Completion
 from delivery_service.services import adaptive
 from delivery_service.services.scores import (
     item_feedback,

@@ -19,7 +19,7 @@ from delivery_service.domain.errors import Forbidden
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
-from delivery_service.schemas import AttemptView, Completion, Timer
+from delivery_service.read_models.attempts import AttemptView, Completion, Timer
 from delivery_service.services.attempts.context import (
     AttemptContext,
     HeldAttempt,

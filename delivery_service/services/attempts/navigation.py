@@ -17,7 +17,7 @@ from delivery_service.domain.errors import Conflict, NavigationForbidden
 from delivery_service.domain.navigation import Target, next_position
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.section_clock import clock_at
-from delivery_service.schemas import CurrentItem, FlagAck
+from delivery_service.read_models.attempts import CurrentItem, FlagAck
 from delivery_service.services import adaptive
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt
 from delivery_service.storage.models import ItemState

@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.domain.errors import AttemptNotInProgress
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import AttemptSummary, AttemptView, CurrentItem, Progress, Timer
+from delivery_service.read_models.attempts import (
+    AttemptSummary,
+    AttemptView,
+    CurrentItem,
+    Progress,
+    Timer,
+)
 from delivery_service.services import adaptive
 from delivery_service.services.access import AttemptAccess, attempts_managed_by
 from delivery_service.services.attempts.context import AttemptContext

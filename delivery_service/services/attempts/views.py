@@ -25,7 +25,7 @@ from sqlalchemy.sql import Select
 from delivery_service.domain import section_clock
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import timer_view
-from delivery_service.schemas import (
+from delivery_service.read_models.attempts import (
     AttemptView,
     CurrentItem,
     DeliveredItem,

@@ -25,7 +25,7 @@ from delivery_service.live.bus import Bus
 from delivery_service.live.keys import proctor_channel, session_channel
 from delivery_service.live.presence import Presence
 from delivery_service.live.timers import Timers
-from delivery_service.schemas import SessionOut
+from delivery_service.read_models.sessions import SessionOut
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts import AttemptService, HeldAttempt
 from delivery_service.storage.ledger import Ledger, attempt_chain, session_chain

@@ -14,7 +14,7 @@ from delivery_service.domain.errors import Conflict, Forbidden
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.keys import proctor_channel
-from delivery_service.schemas import SessionOut
+from delivery_service.read_models.sessions import SessionOut
 from delivery_service.services.access import session_for
 from delivery_service.services.after_commit import run_safely
 from delivery_service.services.sessions.context import (

@@ -16,7 +16,8 @@ from delivery_service.domain.errors import Conflict, Forbidden, NotFound
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.keys import SESSION_MEMBER, proctor_channel, session_channel
-from delivery_service.schemas import SessionIn, SessionOut
+from delivery_service.read_models.sessions import SessionOut
+from delivery_service.schemas.sessions import SessionIn
 from delivery_service.services.access import class_for, session_for
 from delivery_service.services.after_commit import run_safely
 from delivery_service.services.sessions.context import (

@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from delivery_service.domain import sessions as session_rules
 from delivery_service.domain.errors import NotFound
 from delivery_service.domain.principal import Principal
-from delivery_service.schemas import (
+from delivery_service.read_models.classes import UserOut
+from delivery_service.read_models.sessions import (
     AuditOut,
     ParticipantView,
     SessionStats,
     TimelineEntry,
-    UserOut,
 )
 from delivery_service.services.access import session_for
 from delivery_service.services.sessions.context import SessionContext

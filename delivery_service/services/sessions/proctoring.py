@@ -13,7 +13,8 @@ from delivery_service.domain.errors import Conflict, NotFound
 from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.live.keys import participant_channel, proctor_channel, session_channel
-from delivery_service.schemas import AccommodationIn, NoticeIn, ParticipantView
+from delivery_service.read_models.sessions import ParticipantView
+from delivery_service.schemas.sessions import AccommodationIn, NoticeIn
 from delivery_service.services.access import session_for
 from delivery_service.services.after_commit import run_safely
 from delivery_service.services.attempts import HeldAttempt
