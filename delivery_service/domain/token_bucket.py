@@ -1,15 +1,13 @@
-"""A token bucket per socket: a burst is fine, a sustained flood is not."""
+"""A token bucket per socket: a burst is fine, a sustained flood is not. The caller passes
+the clock (the edges pass `time.monotonic`), as everywhere in the domain."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 
 class TokenBucket:
-    def __init__(
-        self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, rate: float, burst: int, clock: Callable[[], float]) -> None:
         self._rate = rate
         self._burst = float(burst)
         self._clock = clock

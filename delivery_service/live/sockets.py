@@ -7,6 +7,7 @@ edge's connections, see api/ws/lifecycle.py), so the runtime builds it without i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -56,7 +57,7 @@ class SocketRegistry:
         # DESIGN §6: a reconnect storm must not starve the sockets already open. Joining costs
         # database and Redis work; past this rate a newcomer is told to come back (1013) before
         # any of it is done, and its backoff with jitter spreads the storm out.
-        self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst)
+        self._accepts = TokenBucket(rate=accept_rate, burst=accept_burst, clock=time.monotonic)
         # And however fast they arrive, only so many are greeted at once (their admission
         # check, join and snapshot read the database): the rest wait for a slot in arrival
         # order (a parked coroutine costs little; a refusal costs a whole new handshake), and

@@ -60,7 +60,9 @@ class Connection:
         self.id = secrets.token_hex(8)
         settings = runtime.settings
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.ws_send_queue_size)
-        self._bucket = TokenBucket(rate=settings.ws_rate_per_second, burst=settings.ws_rate_burst)
+        self._bucket = TokenBucket(
+            rate=settings.ws_rate_per_second, burst=settings.ws_rate_burst, clock=time.monotonic
+        )
         self._violations: list[float] = []
         self._closing = False
         self._done = asyncio.Event()
