@@ -35,7 +35,7 @@ from delivery_service.metrics import Metrics
 from delivery_service.security.device_cookies import DeviceCookies
 from delivery_service.security.tokens import TokenService
 from delivery_service.services.accounts import AccountService
-from delivery_service.services.attempts import AttemptService
+from delivery_service.services.attempts import AttemptContext, AttemptService
 from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
@@ -129,13 +129,15 @@ class Runtime:
         )
         item_cache = ItemCache()
         attempts = AttemptService(
-            db=db,
-            timers=timers,
-            bus=bus,
-            items=item_cache,
-            grace=settings.grace,
-            ledger=ledger,
-            metrics=metrics,
+            AttemptContext(
+                db=db,
+                timers=timers,
+                bus=bus,
+                items=item_cache,
+                grace=settings.grace,
+                ledger=ledger,
+                metrics=metrics,
+            )
         )
         presence = Presence(redis, keys, int(settings.ws_heartbeat_timeout_seconds * 1000))
         group_sessions = GroupSessions(
@@ -186,7 +188,7 @@ class Runtime:
             metrics=metrics,
             presence=presence,
             sweeper=ExpirySweeper(
-                attempts=attempts,
+                attempts=attempts.expiry,
                 group_sessions=group_sessions.lifecycle,
                 timers=timers,
                 clock=clock,

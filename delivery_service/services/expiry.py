@@ -21,7 +21,7 @@ from delivery_service.clock import ServerClock
 from delivery_service.live.keys import SESSION_MEMBER
 from delivery_service.live.timers import Timers
 from delivery_service.metrics import Metrics
-from delivery_service.services.attempts import AttemptService
+from delivery_service.services.attempts.expiry import AttemptExpiry
 from delivery_service.services.sessions import SessionLifecycle
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class ExpirySweeper:
     def __init__(
         self,
         *,
-        attempts: AttemptService,
+        attempts: AttemptExpiry,
         group_sessions: SessionLifecycle,
         timers: Timers,
         clock: ServerClock,
@@ -58,7 +58,7 @@ class ExpirySweeper:
         self.healthy = False
 
     async def reconcile(self) -> int:
-        running = await self._attempts.expiry.running_deadlines()
+        running = await self._attempts.running_deadlines()
         restored = await self._timers.restore(running, self._clock.now())
         await self._timers.restore_due(
             (member, end + self._grace) for member, end in await self._group_sessions.running_ends()
@@ -83,7 +83,7 @@ class ExpirySweeper:
         for member in await self._timers.claim_due(now, self._lease):
             if member.startswith(SESSION_MEMBER):
                 await self._group_sessions.complete_due(member.removeprefix(SESSION_MEMBER))
-            elif await self._attempts.expiry.expire_due(member):
+            elif await self._attempts.expire_due(member):
                 expired += 1
         return expired
 

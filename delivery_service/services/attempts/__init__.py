@@ -14,13 +14,6 @@ Parts are composed, not mixed in: each takes the context and nothing else.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from delivery_service.live.bus import Bus
-from delivery_service.live.timers import Timers
-from delivery_service.metrics import Metrics
 from delivery_service.services.attempts.answers import AttemptAnswers
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt, locked_attempt
 from delivery_service.services.attempts.creation import AttemptCreation
@@ -28,8 +21,6 @@ from delivery_service.services.attempts.expiry import AttemptExpiry
 from delivery_service.services.attempts.lifecycle import AttemptLifecycle
 from delivery_service.services.attempts.navigation import AttemptNavigation
 from delivery_service.services.attempts.reads import AttemptReads
-from delivery_service.services.items import ItemCache
-from delivery_service.storage.ledger import Ledger
 
 __all__ = ["AttemptContext", "AttemptService", "HeldAttempt", "locked_attempt"]
 
@@ -37,26 +28,8 @@ __all__ = ["AttemptContext", "AttemptService", "HeldAttempt", "locked_attempt"]
 class AttemptService:
     """The attempt use cases, built once per worker around one shared context."""
 
-    def __init__(
-        self,
-        *,
-        db: async_sessionmaker[AsyncSession],
-        timers: Timers,
-        bus: Bus,
-        items: ItemCache,
-        grace: timedelta,
-        ledger: Ledger,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.context = AttemptContext(
-            db=db,
-            timers=timers,
-            bus=bus,
-            items=items,
-            grace=grace,
-            ledger=ledger,
-            metrics=metrics,
-        )
+    def __init__(self, context: AttemptContext) -> None:
+        self.context = context
         self.creation = AttemptCreation(self.context)
         self.reads = AttemptReads(self.context)
         self.answers = AttemptAnswers(self.context)
