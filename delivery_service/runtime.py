@@ -314,10 +314,10 @@ async def _answers(name: str, check: Coroutine[Any, Any, bool], seconds: float) 
         return False
 
 
-_LINGERING: set[asyncio.Task[bool]] = set()
+_LINGERING: set[asyncio.Task[Any]] = set()
 
 
-def _quietly(task: asyncio.Task[bool]) -> None:
+def _quietly(task: asyncio.Task[Any]) -> None:
     _LINGERING.discard(task)
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
@@ -329,9 +329,16 @@ async def _finished(task: asyncio.Task[None]) -> None:
 
 
 async def _bounded(step: str, pending: Awaitable[object], seconds: float = 5.0) -> None:
-    try:
-        await asyncio.wait_for(pending, timeout=seconds)
-    except TimeoutError:
+    """Not `asyncio.wait_for`: on a timeout it cancels the step and then waits for the
+    cancellation to finish, so a step that does not heed it (a driver's thread) held the whole
+    shutdown until the server's own limit killed it. A stuck step is cancelled and left."""
+    task: asyncio.Task[object] = asyncio.ensure_future(pending)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        _LINGERING.add(task)
+        task.add_done_callback(_quietly)
         log.error("shutdown step %r took over %.0fs; skipped", step, seconds)
-    except Exception:
-        log.warning("shutdown step %r failed", step, exc_info=True)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("shutdown step %r failed", step, exc_info=task.exception())
