@@ -50,6 +50,11 @@ class User(Base):
     # Every token carries the version it was issued under (claim `tv`); raising this (password
     # changed, tokens revoked, user disabled) ends all tokens issued before.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set when an admin resets the password or an import generated it: the user may do nothing
+    # but choose their own (POST /auth/password) until they have.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class Test(Base):
@@ -68,6 +73,16 @@ class Test(Base):
     blueprint: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
     # test_assembly.model.Policies: feedback, review, negative marking, pass mark, deadline.
     policies: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    # Who may take it self-paced, and when (domain/availability.py): the students of these
+    # classes (class ids as strings; empty: staff only), inside [opens_at, closes_at), with
+    # the access password if one is set, from these client networks (CIDR; empty: any).
+    assigned_to: Mapped[list[str]] = mapped_column(PortableJSON, default=list, server_default="[]")
+    opens_at: Mapped[datetime | None]
+    closes_at: Mapped[datetime | None]
+    access_password_hash: Mapped[str | None] = mapped_column(String(255))
+    allowed_networks: Mapped[list[str]] = mapped_column(
+        PortableJSON, default=list, server_default="[]"
+    )
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
 
