@@ -36,3 +36,13 @@ def verify_password(password: str, stored: str) -> bool:
         dklen=len(expected),
     )
     return hmac.compare_digest(actual, expected)
+
+
+def needs_rehash(stored: str, *, cost: int) -> bool:
+    """A hash made at a lower cost than the server's now (an import's fast hash, an older
+    setting): replaced at the user's next sign-in, when the password is at hand."""
+    try:
+        scheme, n, *_ = stored.split("$")
+        return scheme != "scrypt" or int(n) < cost
+    except ValueError:
+        return True
