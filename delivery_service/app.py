@@ -24,6 +24,7 @@ from delivery_service.api.routes import (
     integrity,
     sessions,
     tests,
+    user_import,
     users,
 )
 from delivery_service.api.ws.attempt import router as attempt_socket_router
@@ -64,9 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,
-        by_path={f"{API_PREFIX}/qti/import": MAX_TOTAL_BYTES + 1},
+        by_path={
+            f"{API_PREFIX}/qti/import": MAX_TOTAL_BYTES + 1,
+            f"{API_PREFIX}/users/import": settings.import_max_bytes,
+        },
     )
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
+    api.include_router(user_import.router)  # before users: /users/import is not a user id
     for module in (auth, users, tests, bank, attempts, grading, classes, sessions, integrity):
         api.include_router(module.router)
     api.include_router(attempt_socket_router)

@@ -1,5 +1,5 @@
 """`examserver`: demo, serve, cluster, migrate, seed-demo, ws-schema, verify-ledger,
-import-qti, export-qti, revoke-tokens."""
+import-qti, export-qti, revoke-tokens, import-users."""
 
 from __future__ import annotations
 
@@ -73,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     state = revoke.add_mutually_exclusive_group()
     state.add_argument("--disable", action="store_true", help="also disable the account")
     state.add_argument("--enable", action="store_true", help="enable a disabled account")
+
+    users_in = sub.add_parser("import-users", help="create or update users and classes from CSV")
+    users_in.add_argument("file", type=Path, help="username,display_name,role,class,password")
+    users_in.add_argument("--dry-run", action="store_true", help="report only; write nothing")
+    users_in.add_argument("--as", dest="username", help="staff user to act as (default: an admin)")
+    users_in.add_argument("--passwords-out", type=Path, help="new CSV file for generated passwords")
+    users_in.add_argument("--reissue-passwords", action="store_true",
+                          help="new passwords for users who never chose theirs")  # fmt: skip
+    users_in.add_argument("--json", action="store_true", help="the report as JSON")
 
     args = parser.parse_args(argv)
     try:
@@ -310,6 +319,12 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
         await engine.dispose()
 
 
+def run_import_users(args: argparse.Namespace) -> int:
+    from delivery_service.user_import_command import run
+
+    return run(Settings(), args)
+
+
 def run_schema(args: argparse.Namespace) -> int:
     from delivery_service.api.ws.schema import json_schema
 
@@ -389,6 +404,7 @@ COMMANDS = {
     "import-qti": run_import_qti,
     "export-qti": run_export_qti,
     "revoke-tokens": run_revoke,
+    "import-users": run_import_users,
 }
 
 

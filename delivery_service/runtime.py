@@ -46,6 +46,7 @@ from delivery_service.services.greeting import Greeter
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.sessions import GroupSessions
+from delivery_service.services.user_import import UserImports
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -78,6 +79,7 @@ class Runtime:
     bank: ItemBankService
     attempts: AttemptService
     grading: GradingService
+    user_imports: UserImports
     classes: ClassService
     group_sessions: GroupSessions
     greeter: Greeter
@@ -180,6 +182,7 @@ class Runtime:
             bank=ItemBankService(db=db, ledger=ledger),
             attempts=attempts,
             grading=GradingService(db=db, items=item_cache, attempts=attempts),
+            user_imports=UserImports.build(settings, db=db, ledger=ledger, revocations=revocations),
             classes=ClassService(db=db),
             group_sessions=group_sessions,
             greeter=Greeter(db=db, group_sessions=group_sessions, attempts=attempts, ledger=ledger),

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         description="seals the integrity ledger (HMAC); keep it, or old chains cannot be verified",
     )
     password_hash_cost: int = Field(2**14, description="scrypt N; lower only in tests")
+    # Bulk import of users (docs/decisions.md, "Bulk import"): passwords are hashed at this
+    # lower scrypt cost, raised to password_hash_cost at each user's next sign-in.
+    import_hash_cost: int = Field(2**11, description="scrypt N for imported passwords")
+    import_hash_threads: int = Field(2, description="threads hashing an import's passwords")
+    import_batch_rows: int = Field(1000, description="users written per import transaction")
+    import_max_rows: int = Field(20_000, description="rows in one import file")
+    import_max_bytes: int = Field(16 * 1024 * 1024, description="an import's body limit")
     login_max_failures: int = Field(
         10,
         description="sign-in attempts at one account from one address (or one signed-in "
