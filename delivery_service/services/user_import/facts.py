@@ -40,6 +40,7 @@ async def read_facts(
         )
         active = (await s.execute(select(Class.id, Class.name, Class.state))).all()
         names = {ident: name.casefold() for ident, name, state in active if state == "active"}
+        taught_active = taught & set(names)
         for chunk in _chunks(usernames):
             users = (
                 await s.execute(
@@ -71,7 +72,7 @@ async def read_facts(
                     display_name=u.display_name,
                     classes=frozenset(names[c] for c in member_of[u.id] if c in names),
                     member=bool(member_of[u.id]),
-                    taught_by_actor=bool(student_of[u.id] & taught & set(names)),
+                    taught_by_actor=bool(student_of[u.id] & taught_active),
                     must_change_password=u.must_change_password,
                 )
                 if u.username in with_password:

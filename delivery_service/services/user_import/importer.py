@@ -17,6 +17,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +43,7 @@ from delivery_service.services.user_import.report import report
 from delivery_service.settings import Settings
 from delivery_service.storage.ledger import Ledger
 
+T = TypeVar("T")
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a printed slip
 
 
@@ -115,18 +117,17 @@ class UserImports:
             max_rows=self._max_rows,
             weakness=lambda password, username: weakness(password, username=username),
         )
-        pool = ThreadPoolExecutor(self._hash_threads, thread_name_prefix="import-hash")
+        pool = HashPool(self._hash_threads)
         try:
             return await self._run(principal, parsed, pool, dry_run, reissue_passwords, on_batch)
         finally:
-            # Never wait on the event loop for hashes nobody will use (a refused or failed run).
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
     async def _run(
         self,
         principal: Principal,
         parsed: Parsed,
-        pool: ThreadPoolExecutor,
+        pool: HashPool,
         dry_run: bool,
         reissue_passwords: bool,
         on_batch: Callable[[list[IssuedPasswordOut]], None] | None,
@@ -197,25 +198,24 @@ class UserImports:
 
     @staticmethod
     async def _same_passwords(
-        pool: ThreadPoolExecutor, rows: Sequence[Row], hashes: dict[str, str]
+        pool: HashPool, rows: Sequence[Row], hashes: dict[str, str]
     ) -> dict[int, bool]:
         """Whether each existing user's password in the file is the one stored (so running a
         file twice changes nothing). A hash that sign-in has since raised to the server's cost
         costs that much to check: ~45 ms a row, spread over the pool."""
-        loop = asyncio.get_running_loop()
         checks = [
-            (row.line, loop.run_in_executor(pool, verify_password, password, hashes[row.username]))
+            (row.line, (password, hashes[row.username]))
             for row in rows
             if (password := row.password) is not None and row.username in hashes
         ]
-        return {line: await check for line, check in checks}
+        same = await pool.map(verify_password, [job for _, job in checks])
+        return {line: matches for (line, _), matches in zip(checks, same, strict=True)}
 
     async def _hash(
-        self, pool: ThreadPoolExecutor, batch: list[Outcome], by_line: dict[int, Row]
+        self, pool: HashPool, batch: list[Outcome], by_line: dict[int, Row]
     ) -> dict[int, tuple[str | None, str | None]]:
         """line -> (the hash to store, the generated password to show once), for the rows that
         set a password; (None, None) for the others."""
-        loop = asyncio.get_running_loop()
         clear: dict[int, tuple[str, bool]] = {}
         for o in batch:
             if o.password == "generated":
@@ -225,13 +225,37 @@ class UserImports:
                 if password is None:  # pragma: no cover - "set" means the row gave one
                     raise ValueError(f"line {o.line}: no password to set")
                 clear[o.line] = (password, False)
-        hashed = await asyncio.gather(
-            *(loop.run_in_executor(pool, _hash_at, pw, self._hash_cost) for pw, _ in clear.values())
-        )
+        hashed = await pool.map(_hash_at, [(pw, self._hash_cost) for pw, _ in clear.values()])
         out: dict[int, tuple[str | None, str | None]] = {o.line: (None, None) for o in batch}
         for (line, (password, generated)), digest in zip(clear.items(), hashed, strict=True):
             out[line] = (digest, password if generated else None)
         return out
+
+
+class HashPool:
+    """A few threads of the import's own, fed a few jobs at a time. scrypt releases the GIL,
+    so two threads hash on two cores; submitting thousands of jobs at once held the event loop
+    for over a second, and the default executor would queue sign-ins behind them."""
+
+    def __init__(self, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="import-hash")
+        self._in_flight = 2 * threads  # one waiting per thread: no thread idles between jobs
+
+    async def map(self, fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]]) -> list[T]:
+        loop = asyncio.get_running_loop()
+        results: list[T | None] = [None] * len(jobs)
+        pending = iter(enumerate(jobs))
+
+        async def feed() -> None:
+            for index, args in pending:
+                results[index] = await loop.run_in_executor(self._executor, fn, *args)
+
+        await asyncio.gather(*(feed() for _ in range(self._in_flight)))
+        return results  # type: ignore[return-value]  # every slot was filled
+
+    def close(self) -> None:
+        # Never wait on the event loop for hashes nobody will use (a refused or failed run).
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _hash_at(password: str, cost: int) -> str:
