@@ -129,6 +129,9 @@ BODIES: dict[str, Any] = {
     "POST /api/v1/sessions/{session_id}/notices": {"message": "hello from outside"},
     "POST /api/v1/attempts/{attempt_id}/events":
         {"events": [{"type": "tab_violation", "data": {"duration_ms": 5000}}]},
+    # A CSV (sent as text/csv): rename the victim and enrol them in their own class again.
+    "POST /api/v1/users/import":
+        f"username,display_name,role,class\n{VICTIM},Hacked,student,Class A\n",
 }  # fmt: skip
 
 # Operations that are the caller's own or the school's (the item bank and tests are shared by
@@ -139,6 +142,7 @@ NOT_FOREIGN = {
     "POST /api/v1/items", "GET /api/v1/items", "GET /api/v1/items/{identifier}",
     "PUT /api/v1/items/{identifier}", "POST /api/v1/items/{identifier}/retire",
     "POST /api/v1/qti/import", "GET /api/v1/tests/{test_id}/qti", "POST /api/v1/attempts",
+    "POST /api/v1/users/import",
     "GET /api/v1/attempts", "GET /api/v1/grading", "GET /api/v1/tests/{test_id}/results",
     "GET /api/v1/classes", "POST /api/v1/classes", "GET /api/v1/sessions",
     "GET /api/v1/sessions/my-sessions", "GET /api/v1/integrity/review", "GET /api/v1/audit",
@@ -206,8 +210,13 @@ async def walk(world: World, attacker: Api, victim: Victim) -> list[str]:
     for attempt_id in (victim.session_attempt, victim.own_attempt):
         for method, path, operation in operations(openapi):
             url, query, body = request_for(method, path, operation, victim, attempt_id)
+            payload = (
+                {"content": body, "headers": {"Content-Type": "text/csv"}}
+                if isinstance(body, str)
+                else {"json": body}
+            )
             reply = await attacker.http.request(
-                method, world.base_url + url, params=query, json=body
+                method, world.base_url + url, params=query, **payload
             )
             name = f"{method} {path}"
             text = reply.text
@@ -241,10 +250,13 @@ async def snapshot(world: World, victim: Victim) -> dict[str, Any]:
             )
         )
         test = await s.get(models.Test, uuid.UUID(victim.test_id))
+        user = await s.get(models.User, uuid.UUID(victim.user_id))
+    assert user is not None
     assert session is not None
     assert test is not None
     return {"attempts": attempts, "session": (session.state, session.version),
-            "roster": roster, "lockdown": test.lockdown}  # fmt: skip
+            "roster": roster, "lockdown": test.lockdown,
+            "account": (user.display_name, user.password_hash, user.token_version)}  # fmt: skip
 
 
 async def test_a_teacher_of_another_class_gets_nothing_of_its_exams(world: World) -> None:
