@@ -233,6 +233,12 @@ async def test_the_csv_may_come_as_a_multipart_upload(world: World) -> None:
     )
     assert wrong_field.status_code == 422
     assert wrong_field.json()["error"]["code"] == "csv_missing"
+    two_files = await world.admin.http.post(
+        "/users/import",
+        files={"file": ("a.csv", ROSTER.encode()), "more": ("b.csv", ROSTER.encode())},
+    )
+    assert two_files.status_code == 422
+    assert two_files.json()["error"]["code"] == "invalid_upload"
 
 
 @pytest.mark.parametrize(

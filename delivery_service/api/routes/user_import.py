@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.api.errors import ApiError
@@ -62,11 +63,19 @@ async def import_users(
     generated passwords shown this once."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=1) as form:
+        try:
+            form = await request.form(max_files=1, max_fields=1)
+        except HTTPException as exc:  # Starlette's 400 for a form it cannot parse
+            raise Unprocessable(
+                "invalid_upload", f"the upload cannot be read: {exc.detail}"
+            ) from exc
+        try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise Unprocessable("csv_missing", "send the CSV as the form's `file` field")
             data = await upload.read()
+        finally:
+            await form.close()
     elif kind in CSV_TYPES or not kind:
         data = await request.body()
     else:
