@@ -276,6 +276,12 @@ async def test_an_import_is_in_the_audit_trail_without_passwords(world: World) -
     assert entry["payload"]["classes_created"] == ["Robotics"]
     assert CHOSEN not in text
     assert all(p["password"] not in text for p in report["passwords"])
+    async with world.sessions() as s:
+        sealed = await Ledger(world.settings.ledger_key.encode()).verify(
+            s, f"users-import:{report['import_id']}"
+        )
+    assert sealed.ok
+    assert sealed.events == 1
 
 
 # Below the edge: the service itself, where a batch fails.
