@@ -46,6 +46,7 @@ from delivery_service.services.greeting import Greeter
 from delivery_service.services.items import ItemCache
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.sessions import GroupSessions
+from delivery_service.services.users import UserService
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -73,6 +74,7 @@ class Runtime:
     tickets: Tickets
     tokens: TokenService
     accounts: AccountService
+    users: UserService
     revocations: Revocations
     catalog: CatalogService
     bank: ItemBankService
@@ -173,7 +175,17 @@ class Runtime:
                     window_seconds=settings.login_window_seconds,
                 ),
                 devices=DeviceCookies(settings.jwt_secret),
+                revocations=revocations,
+                ledger=ledger,
                 hash_cost=settings.password_hash_cost,
+            ),
+            users=UserService(
+                db=db,
+                tokens=tokens,
+                revocations=revocations,
+                ledger=ledger,
+                hash_cost=settings.password_hash_cost,
+                set_password_ttl_seconds=settings.set_password_link_hours * 3600,
             ),
             revocations=revocations,
             catalog=CatalogService(db=db, ledger=ledger),

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         100, description="failed sign-in attempts from one address per window, any accounts"
     )
     login_window_seconds: int = 300
+    set_password_link_hours: int = Field(
+        72,
+        ge=1,
+        le=24 * 30,
+        description="how long a one-time set-password link (a new account, a reset) works",
+    )
     token_recheck_seconds: float = Field(
         30.0,
         description="how long a worker trusts its copy of a user's token state, and how often "
