@@ -1,6 +1,6 @@
 // The proctor console page: thin DOM code over Api, LiveSocket and Grid (which hold the logic).
 
-import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { Grid, formatClock, remainingMs } from "/console/grid.js";
 
@@ -35,9 +35,17 @@ async function act(run) {
 // ---- login and session list ------------------------------------------------------------------
 
 async function boot() {
+  if (location.hash.startsWith("#set-password=")) {
+    show("login");
+    $("#login-form").hidden = true;
+    await followSetPasswordLink(api, $("#login"));
+    $("#login-form").hidden = false;
+  }
   if (!api.token) return show("login");
   try {
     const me = await api.get("/api/v1/auth/me");
+    // Signed in with a password someone else set: sign in again and choose one's own.
+    if (me.must_change_password) throw new Error("password change required");
     $("#who").textContent = `${me.username} (${me.role})`;
   } catch {
     api.logout();
