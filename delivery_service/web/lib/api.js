@@ -20,8 +20,13 @@ export class Api {
 
   async login(username, password) {
     const body = await this.request("POST", "/api/v1/auth/login", { username, password }, false);
-    this.storage?.setItem("examserver.token", body.access_token);
+    this.adopt(body.access_token);
     return body.user;
+  }
+
+  // A token from another sign-in (OpenID Connect: lib/oidc.js), kept where login keeps its own.
+  adopt(token) {
+    this.storage?.setItem("examserver.token", token);
   }
 
   logout() {
