@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ CLOCK_SKEW_SECONDS = 60
 #: asymmetric only, so a provider's public key can never be used as an HMAC secret
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 STATE_MAX = 128
+BINDING = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
 class OidcRefused(SignInRefused):
@@ -120,8 +122,12 @@ class OidcSignIn:
         )
         self._client = oauth.create_client("oidc")
 
-    async def start(self, *, next_path: str, redirect_uri: str) -> Started:
-        """The provider's authorization URL for a new flow, remembered under its state."""
+    async def start(
+        self, *, next_path: str, redirect_uri: str, binding: str | None = None
+    ) -> Started:
+        """The provider's authorization URL for a new flow, remembered under its state and
+        bound to the browser's `binding` (kept if it has one, so flows started in two tabs
+        both finish; else a new one)."""
         try:
             await self._metadata()
             authorization = await self._client.create_authorization_url(redirect_uri)
@@ -132,7 +138,8 @@ class OidcSignIn:
                 "the sign-in provider cannot be reached; try again shortly",
                 next_path=next_path,
             ) from exc
-        binding = secrets.token_urlsafe(32)
+        if binding is None or not BINDING.fullmatch(binding):
+            binding = secrets.token_urlsafe(32)
         flow = {
             "nonce": authorization["nonce"],
             "code_verifier": authorization["code_verifier"],

@@ -67,7 +67,11 @@ async def oidc_login(
         raise ApiError(400, "invalid_next", "next must be a path on this server, like /console/")
     redirect_uri = runtime.settings.oidc_redirect_url or str(request.url_for("oidc_callback"))
     try:
-        started = await oidc.start(next_path=next_path, redirect_uri=redirect_uri)
+        started = await oidc.start(
+            next_path=next_path,
+            redirect_uri=redirect_uri,
+            binding=request.cookies.get(FLOW_COOKIE),
+        )
     except OidcRefused as refused:
         return _back(refused.next_path, oidc_error=refused.code, oidc_message=refused.message)
     response = RedirectResponse(started.url, status_code=302, headers=NO_STORE)
@@ -118,7 +122,7 @@ async def oidc_callback(
             oidc_token=signed_in.token,
             expires_in=str(runtime.tokens.ttl_seconds),
         )
-    response.delete_cookie(FLOW_COOKIE, path=COOKIE_PATH)
+    # The cookie stays (until its max-age): a flow started in another tab still needs it.
     return response
 
 

@@ -36,7 +36,11 @@ export function offerOidc(api, form, errorBox) {
     button.type = "button";
     button.className = "oidc-sign-in";
     button.textContent = `Sign in with ${info.label}`;
-    button.addEventListener("click", () => location.assign(loginUrl(info, location)));
+    button.addEventListener("click", () => {
+      button.disabled = true;  // one flow per click: a double click would start two
+      location.assign(loginUrl(info, location));
+    });
     form.after(button);
+    addEventListener("pageshow", () => { button.disabled = false; });  // back from the provider
   }, () => {});  // no button if the server cannot say: the password form still works
 }
