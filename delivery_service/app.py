@@ -22,6 +22,7 @@ from delivery_service.api.routes import (
     grading,
     health,
     integrity,
+    oidc,
     sessions,
     tests,
     users,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX, responses=errors.ERROR_RESPONSES)
     for module in (auth, users, tests, bank, attempts, grading, classes, sessions, integrity):
         api.include_router(module.router)
+    api.include_router(oidc.router)
     api.include_router(attempt_socket_router)
     api.include_router(session_socket_router)
     app.include_router(api)

@@ -44,6 +44,7 @@ from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
 from delivery_service.services.items import ItemCache
+from delivery_service.services.oidc import OidcSignIn
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.sessions import GroupSessions
 from delivery_service.services.users import UserService
@@ -89,6 +90,7 @@ class Runtime:
     presence: Presence
     sweeper: ExpirySweeper
     sockets: SocketRegistry
+    oidc: OidcSignIn | None = None  # OpenID Connect sign-in, when EXAMSERVER_OIDC_ISSUER is set
     draining: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -216,6 +218,9 @@ class Runtime:
                 greetings=settings.ws_greeting_concurrency,
                 greeting_wait=settings.ws_greeting_wait_seconds,
             ),
+            oidc=OidcSignIn(settings=settings, db=db, redis=redis, keys=keys, tokens=tokens)
+            if settings.oidc_enabled
+            else None,
         )
 
     async def start(self) -> None:

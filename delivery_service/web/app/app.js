@@ -1,6 +1,7 @@
 // The candidate page: thin DOM code over Api and AttemptClient (which hold the logic).
 
 import { Api, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { EventBatcher } from "/static/lib/event_batcher.js";
@@ -55,6 +56,7 @@ async function boot() {
   await home();
 }
 
+offerOidc(api, $("#login-form"), $("#login-error"));
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function home() {

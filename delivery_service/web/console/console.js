@@ -1,6 +1,7 @@
 // The proctor console page: thin DOM code over Api, LiveSocket and Grid (which hold the logic).
 
 import { Api, ApiError, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { Grid, formatClock, remainingMs } from "/console/grid.js";
 
@@ -56,6 +57,7 @@ async function boot() {
   await listSessions();
 }
 
+offerOidc(api, $("#login-form"), $("#login-error"));
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function listSessions() {

@@ -2,6 +2,7 @@
 // import a CSV after checking it (a dry run whose report is shown as a table first).
 
 import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
 const $ = (selector) => document.querySelector(selector);
@@ -47,6 +48,7 @@ async function boot() {
 }
 
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
+offerOidc(api, $("#login-form"), $("#login-error"));
 
 // ---- the list ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ export class Api {
   // The signed-in user, with `must_change_password` when the token may only choose one.
   async login(username, password) {
     const body = await this.request("POST", "/api/v1/auth/login", { username, password }, false);
-    this.storage?.setItem("examserver.token", body.access_token);
+    this.adopt(body.access_token);
     return { ...body.user, must_change_password: body.must_change_password };
   }
 
@@ -30,8 +30,13 @@ export class Api {
   // The answer is a fresh sign-in (every earlier token of the user ended).
   async changePassword(body) {
     const signedIn = await this.request("POST", "/api/v1/auth/password", body, !body.token);
-    this.storage?.setItem("examserver.token", signedIn.access_token);
+    this.adopt(signedIn.access_token);
     return signedIn.user;
+  }
+
+  // A token from another sign-in (OpenID Connect: lib/oidc.js), kept where login keeps its own.
+  adopt(token) {
+    this.storage?.setItem("examserver.token", token);
   }
 
   logout() {
