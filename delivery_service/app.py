@@ -22,6 +22,7 @@ from delivery_service.api.routes import (
     grading,
     health,
     integrity,
+    oidc,
     sessions,
     tests,
     user_import,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(user_import.router)  # before users: /users/import is not a user id
     for module in (auth, users, tests, bank, attempts, grading, classes, sessions, integrity):
         api.include_router(module.router)
+    api.include_router(oidc.router)
     api.include_router(attempt_socket_router)
     api.include_router(session_socket_router)
     app.include_router(api)

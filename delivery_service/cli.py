@@ -1,5 +1,5 @@
-"""`examserver`: demo, serve, cluster, migrate, seed-demo, ws-schema, verify-ledger,
-import-qti, export-qti, revoke-tokens, import-users."""
+"""`examserver`: demo, serve, cluster, migrate, create-user, seed-demo, ws-schema,
+verify-ledger, import-qti, export-qti, revoke-tokens, import-users."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     sub.add_parser("seed-demo", help="load the demo users and sample test into the database")
+
+    create_user = sub.add_parser(
+        "create-user",
+        help="create an account (the first admin); the password is read from a prompt, or "
+        "from stdin when it is not a terminal, never from the command line",
+    )
+    create_user.add_argument("username")
+    create_user.add_argument("--role", choices=["admin", "teacher", "student"], required=True)
+    create_user.add_argument("--display-name", help="defaults to the username")
+    create_user.add_argument(
+        "--temporary", action="store_true", help="the user must change the password at sign-in"
+    )
 
     schema = sub.add_parser("ws-schema", help="print the WebSocket protocol's JSON Schema")
     schema.add_argument("--output", type=Path)
@@ -146,6 +158,97 @@ def run_migrate(_: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     print("database schema is at the latest revision")
     return 0
+
+
+def run_create_user(args: argparse.Namespace) -> int:
+    from delivery_service.domain.errors import DomainError
+    from delivery_service.schemas.users import UserIn
+    from delivery_service.security.password_policy import weakness
+
+    settings = Settings()
+    password = _read_new_password()
+    if password is None:
+        return 1
+    reason = weakness(password, username=args.username)
+    if reason is not None:
+        print(f"examserver: weak_password: {reason}", file=sys.stderr)
+        return 1
+    try:
+        spec = UserIn(
+            username=args.username,
+            display_name=args.display_name,
+            role=args.role,
+            password=password,
+            must_change_password=args.temporary,
+        )
+    except ValidationError as bad:
+        print(f"examserver: invalid user: {bad.errors()[0]['msg']}", file=sys.stderr)
+        return 1
+    try:
+        user = asyncio.run(_with_users(settings, lambda users: users.create(None, spec)))
+    except DomainError as refused:
+        print(f"examserver: {refused.code}: {refused.message}", file=sys.stderr)
+        return 1
+    print(f"created {user.user.role} {user.user.username} ({user.user.id})")
+    return 0
+
+
+def _read_new_password() -> str | None:
+    """From a prompt typed twice, or the first line of stdin when it is not a terminal (a
+    script, a Kubernetes Job's secret): never argv, which other users of the host can read."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            print("examserver: no password on stdin", file=sys.stderr)
+            return None
+        return line
+    first = getpass.getpass("Password (12+ characters): ")
+    if getpass.getpass("Again: ") != first:
+        print("examserver: the two passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+async def _with_users(settings: Settings, use: Any) -> Any:
+    """Run `use(user_service)` against the configured database and Redis."""
+    from delivery_service.live.connection import create_redis
+    from delivery_service.live.keys import Keys
+    from delivery_service.security.tokens import TokenService
+    from delivery_service.services.revocation import Revocations
+    from delivery_service.services.users import UserService
+    from delivery_service.storage.database import create_engine, create_sessionmaker
+    from delivery_service.storage.ledger import Ledger
+
+    engine = create_engine(settings)
+    redis = create_redis(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        connect_timeout=settings.redis_connect_timeout_seconds,
+    )
+    db = create_sessionmaker(engine)
+    try:
+        users = UserService(
+            db=db,
+            tokens=TokenService(
+                secret=settings.jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_seconds=settings.jwt_ttl_seconds,
+            ),
+            revocations=Revocations(
+                db=db, redis=redis, keys=Keys(settings.redis_prefix),
+                ttl_seconds=settings.token_recheck_seconds,
+            ),
+            ledger=Ledger(settings.ledger_key.encode()),
+            hash_cost=settings.password_hash_cost,
+            set_password_ttl_seconds=settings.set_password_link_hours * 3600,
+        )  # fmt: skip
+        return await use(users)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
 
 
 def run_seed(_: argparse.Namespace) -> int:
@@ -398,6 +501,7 @@ COMMANDS = {
     "serve": run_serve,
     "migrate": run_migrate,
     "seed-demo": run_seed,
+    "create-user": run_create_user,
     "ws-schema": run_schema,
     "verify-ledger": run_verify,
     "cluster": run_cluster,

@@ -20,7 +20,10 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-SECRET_QUERY = re.compile(r"((?:ticket|token|access_token|password)=)[^&\s\"']+", re.IGNORECASE)
+# `code=`: an OpenID Connect callback's authorization code (routes/oidc.py).
+SECRET_QUERY = re.compile(
+    r"((?:ticket|token|access_token|password|code)=)[^&\s\"']+", re.IGNORECASE
+)
 BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 

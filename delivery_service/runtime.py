@@ -44,9 +44,11 @@ from delivery_service.services.expiry import ExpirySweeper
 from delivery_service.services.grading import GradingService
 from delivery_service.services.greeting import Greeter
 from delivery_service.services.items import ItemCache
+from delivery_service.services.oidc import OidcSignIn
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.sessions import GroupSessions
 from delivery_service.services.user_import import UserImports
+from delivery_service.services.users import UserService
 from delivery_service.settings import Settings
 from delivery_service.storage.database import (
     check_durability,
@@ -74,6 +76,7 @@ class Runtime:
     tickets: Tickets
     tokens: TokenService
     accounts: AccountService
+    users: UserService
     revocations: Revocations
     catalog: CatalogService
     bank: ItemBankService
@@ -89,6 +92,7 @@ class Runtime:
     presence: Presence
     sweeper: ExpirySweeper
     sockets: SocketRegistry
+    oidc: OidcSignIn | None = None  # OpenID Connect sign-in, when EXAMSERVER_OIDC_ISSUER is set
     draining: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -175,7 +179,17 @@ class Runtime:
                     window_seconds=settings.login_window_seconds,
                 ),
                 devices=DeviceCookies(settings.jwt_secret),
+                revocations=revocations,
+                ledger=ledger,
                 hash_cost=settings.password_hash_cost,
+            ),
+            users=UserService(
+                db=db,
+                tokens=tokens,
+                revocations=revocations,
+                ledger=ledger,
+                hash_cost=settings.password_hash_cost,
+                set_password_ttl_seconds=settings.set_password_link_hours * 3600,
             ),
             revocations=revocations,
             catalog=CatalogService(db=db, ledger=ledger),
@@ -207,6 +221,9 @@ class Runtime:
                 greetings=settings.ws_greeting_concurrency,
                 greeting_wait=settings.ws_greeting_wait_seconds,
             ),
+            oidc=OidcSignIn(settings=settings, db=db, redis=redis, keys=keys, tokens=tokens)
+            if settings.oidc_enabled
+            else None,
         )
 
     async def start(self) -> None:

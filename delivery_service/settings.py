@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from delivery_service.domain.principal import Role
 
 INSECURE_SECRET = "insecure-demo-secret-change-me-0123456789"
 INSECURE_LEDGER_KEY = "insecure-demo-ledger-key-change-me-0123456789"
@@ -79,6 +82,12 @@ class Settings(BaseSettings):
         100, description="failed sign-in attempts from one address per window, any accounts"
     )
     login_window_seconds: int = 300
+    set_password_link_hours: int = Field(
+        72,
+        ge=1,
+        le=24 * 30,
+        description="how long a one-time set-password link (a new account, a reset) works",
+    )
     token_recheck_seconds: float = Field(
         30.0,
         description="how long a worker trusts its copy of a user's token state, and how often "
@@ -141,6 +150,50 @@ class Settings(BaseSettings):
     stream_maxlen: int = 1000
     stream_ttl_seconds: int = 24 * 3600
 
+    # OpenID Connect sign-in (services/oidc.py): off unless the issuer is set.
+    oidc_issuer: str | None = Field(
+        None,
+        description="the provider's issuer URL; its discovery document is read from "
+        "ISSUER/.well-known/openid-configuration. Unset: OpenID Connect sign-in is off",
+    )
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = Field(
+        SecretStr(""), description="empty: a public client (PKCE only, no client secret)"
+    )
+    oidc_scopes: str = "openid profile email"
+    oidc_redirect_url: str | None = Field(
+        None,
+        description="the callback URL registered at the provider "
+        "(https://exam.example.org/api/v1/auth/oidc/callback); unset: derived from the request",
+    )
+    oidc_username_claim: str = Field(
+        "preferred_username",
+        description="the ID token claim matched against users.username; pick one the provider "
+        "does not let users change",
+    )
+    oidc_role_claim: str | None = Field(
+        None, description="the claim holding the user's roles or groups (a string or a list)"
+    )
+    oidc_role_map: dict[str, Role] = Field(
+        default_factory=dict,
+        description="role-claim values to roles, as JSON: "
+        '{"staff": "teacher", "pupils": "student"}',
+    )
+    oidc_default_role: Role | None = Field(
+        None, description="the role when the role claim maps to none (or there is no role claim)"
+    )
+    oidc_create_users: bool = Field(
+        False, description="create a user signing in for the first time (off: refused)"
+    )
+    oidc_display_name_claim: str = "name"
+    oidc_label: str = Field("single sign-on", description='the button reads "Sign in with LABEL"')
+    oidc_flow_seconds: int = Field(
+        600, description="how long a started sign-in may take at the provider"
+    )
+    oidc_timeout_seconds: float = Field(
+        10.0, description="one request to the provider gives up after this"
+    )
+
     @property
     def grace(self) -> timedelta:
         return timedelta(milliseconds=self.grace_ms)
@@ -165,4 +218,39 @@ class Settings(BaseSettings):
             )
         if len(self.ledger_key) < 32:
             raise ValueError("EXAMSERVER_LEDGER_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        if not self.oidc_issuer:
+            return self
+        issuer = urlsplit(self.oidc_issuer)
+        if issuer.scheme not in ("https", "http") or not issuer.netloc:
+            raise ValueError("EXAMSERVER_OIDC_ISSUER must be an absolute URL")
+        if self.environment == "production" and issuer.scheme != "https":
+            raise ValueError("EXAMSERVER_OIDC_ISSUER must be https in production")
+        if not self.oidc_client_id:
+            raise ValueError("EXAMSERVER_OIDC_CLIENT_ID is required with EXAMSERVER_OIDC_ISSUER")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("EXAMSERVER_OIDC_SCOPES must include openid")
+        if self.oidc_role_map and not self.oidc_role_claim:
+            raise ValueError("EXAMSERVER_OIDC_ROLE_MAP needs EXAMSERVER_OIDC_ROLE_CLAIM")
+        if self.oidc_role_claim and not self.oidc_role_map and not self.oidc_default_role:
+            raise ValueError(
+                "EXAMSERVER_OIDC_ROLE_CLAIM needs EXAMSERVER_OIDC_ROLE_MAP (or a default role)"
+            )
+        if self.oidc_create_users and not (self.oidc_role_map or self.oidc_default_role):
+            raise ValueError(
+                "EXAMSERVER_OIDC_CREATE_USERS needs a role for new users: "
+                "EXAMSERVER_OIDC_ROLE_CLAIM with EXAMSERVER_OIDC_ROLE_MAP, "
+                "or EXAMSERVER_OIDC_DEFAULT_ROLE"
+            )
+        if self.oidc_redirect_url:
+            redirect = urlsplit(self.oidc_redirect_url)
+            if redirect.scheme not in ("https", "http") or not redirect.netloc:
+                raise ValueError("EXAMSERVER_OIDC_REDIRECT_URL must be an absolute URL")
         return self

@@ -109,6 +109,12 @@ class Api:
             assert reply.status_code == expect, reply.text
         return reply.json()
 
+    async def patch(self, path: str, body: Any = None, expect: int | None = 200) -> Any:
+        reply = await self.http.patch(path, json=body)
+        if expect is not None:
+            assert reply.status_code == expect, reply.text
+        return reply.json()
+
     async def get(self, path: str, expect: int | None = 200) -> Any:
         reply = await self.http.get(path)
         if expect is not None:

@@ -28,7 +28,7 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def current_user(
+async def signed_in_user(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -41,6 +41,21 @@ async def current_user(
     # A signature proves who the token was issued to, not that it still speaks for them.
     if not await runtime.revocations.allows(principal):
         raise ApiError(401, "token_revoked", "this sign-in was revoked; sign in again")
+    return principal
+
+
+SignedInUser = Annotated[Principal, Depends(signed_in_user)]
+
+
+async def current_user(principal: SignedInUser) -> Principal:
+    """A signed-in user who may act: one who must first choose a new password may only do
+    that (and read who they are), not take a test with a password someone else knows."""
+    if principal.password_change_required:
+        raise ApiError(
+            403,
+            "password_change_required",
+            "choose a new password first (POST /api/v1/auth/password)",
+        )
     return principal
 
 

@@ -42,6 +42,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_policy": 422,
     "seb_required": 403,
     "account_disabled": 403,
+    "current_password_incorrect": 403,
+    "invalid_set_password_token": 400,
     "seb_key_invalid": 403,
     "ledger_staff_only": 403,
     "review_not_allowed": 403,

@@ -23,6 +23,9 @@ class Principal:
     role: Role
     #: the user's token version when the token was issued (see UserStates)
     token_version: int = 0
+    #: signed in with a password they must change first (an admin reset it, an import made
+    #: it): such a token may only read who it is and choose the new password
+    password_change_required: bool = False
 
     @property
     def is_staff(self) -> bool:
@@ -34,4 +37,4 @@ class Principal:
             "username": self.username,
             "role": self.role,
             "tv": self.token_version,
-        }
+        } | ({"pcr": True} if self.password_change_required else {})

@@ -57,6 +57,10 @@ class Keys:
     def ticket(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket}"
 
+    def oidc_flow(self, state: str) -> str:
+        """A started OpenID Connect sign-in (nonce, PKCE verifier, where to return), by state."""
+        return f"{self.prefix}:oidc:{state}"
+
     def pubsub(self, channel: str) -> str:
         return f"{self.prefix}:ch:{channel}"
 

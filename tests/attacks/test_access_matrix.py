@@ -132,6 +132,11 @@ BODIES: dict[str, Any] = {
     # A CSV (sent as text/csv): rename the victim and enrol them in their own class again.
     "POST /api/v1/users/import":
         f"username,display_name,role,class\n{VICTIM},Hacked,student,Class A\n",
+    "POST /api/v1/auth/password": {"current_password": "not the password at all",
+                                   "new_password": "an attacker's passphrase"},
+    "POST /api/v1/users": {"username": "attacker-made", "class_ids": ["{class}"]},
+    "PATCH /api/v1/users/{user_id}": {"disabled": True},
+    "POST /api/v1/users/{user_id}/password": {"password": "an attacker's passphrase"},
 }  # fmt: skip
 
 # Operations that are the caller's own or the school's (the item bank and tests are shared by
@@ -145,8 +150,13 @@ NOT_FOREIGN = {
     "POST /api/v1/users/import",
     "GET /api/v1/attempts", "GET /api/v1/grading", "GET /api/v1/tests/{test_id}/results",
     "GET /api/v1/classes", "POST /api/v1/classes", "GET /api/v1/sessions",
+    "POST /api/v1/auth/password",
     "GET /api/v1/sessions/my-sessions", "GET /api/v1/integrity/review", "GET /api/v1/audit",
     "GET /healthz", "GET /readyz", "GET /metrics",
+}  # fmt: skip
+# OpenID Connect sign-in: public, and about nobody's data (off in this suite: 200 or 404).
+NOT_FOREIGN |= {
+    "GET /api/v1/auth/oidc", "GET /api/v1/auth/oidc/login", "GET /api/v1/auth/oidc/callback",
 }  # fmt: skip
 
 
@@ -251,12 +261,13 @@ async def snapshot(world: World, victim: Victim) -> dict[str, Any]:
         )
         test = await s.get(models.Test, uuid.UUID(victim.test_id))
         user = await s.get(models.User, uuid.UUID(victim.user_id))
-    assert user is not None
     assert session is not None
     assert test is not None
+    assert user is not None
     return {"attempts": attempts, "session": (session.state, session.version),
             "roster": roster, "lockdown": test.lockdown,
-            "account": (user.display_name, user.password_hash, user.token_version)}  # fmt: skip
+            "account": (user.display_name, user.password_hash, user.role, user.disabled,
+                        user.token_version, user.must_change_password)}  # fmt: skip
 
 
 async def test_a_teacher_of_another_class_gets_nothing_of_its_exams(world: World) -> None:

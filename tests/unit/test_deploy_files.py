@@ -134,3 +134,16 @@ def test_a_template_without_upstream_servers_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ClusterError, match="no `server workerN:8000` lines"):
         render_nginx("http {}", listen=1, upstreams=[2], prefix=tmp_path)
+
+
+def test_the_first_admin_job_feeds_a_secret_to_create_user_on_stdin() -> None:
+    job = yaml.safe_load((K8S / "one-off" / "create-admin-job.yaml").read_text())
+    assert job["kind"] == "Job"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    command = " ".join(container["command"])
+    assert "examserver create-user" in command
+    assert "--role admin <" in command  # stdin, never the password in argv
+    mounts = {m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert mounts == set(volumes)
+    assert all("secret" in v for v in volumes.values())

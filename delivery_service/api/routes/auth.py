@@ -5,10 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from delivery_service.api.deps import CurrentUser, RuntimeDep
+from delivery_service.api.deps import (
+    CurrentUser,
+    RuntimeDep,
+    SignedInUser,
+    bearer,
+    signed_in_user,
+)
 from delivery_service.read_models.classes import UserOut
 from delivery_service.schemas.base import Id, StrictModel
+from delivery_service.schemas.users import PasswordChangeIn
 from delivery_service.security.device_cookies import DeviceCookies
+from delivery_service.services.accounts import SignedIn
 from integrity import events as ev
 
 router = APIRouter(tags=["auth"])
@@ -24,6 +32,19 @@ class LoginOut(BaseModel):
     token_type: str = "bearer"
     expires_in: int
     user: UserOut
+    must_change_password: bool = Field(
+        False,
+        description="this token may only choose a new password (POST /api/v1/auth/password) "
+        "and read /auth/me; everything else answers 403 password_change_required",
+    )
+
+
+class MeOut(UserOut):
+    must_change_password: bool = False
+
+
+class PasswordChangeOut(LoginOut):
+    """A fresh sign-in: every earlier token of the user ended with the change."""
 
 
 class TicketIn(StrictModel):
@@ -54,16 +75,8 @@ async def login(
         source=source,
         device_cookie=request.cookies.get(DeviceCookies.NAME),
     )
-    token, principal = signed_in.token, signed_in.principal
-    response.set_cookie(
-        DeviceCookies.NAME,
-        signed_in.device_cookie,
-        max_age=180 * 24 * 3600,
-        path="/api/v1/auth",
-        secure=request.url.scheme == "https",
-        httponly=True,
-        samesite="strict",
-    )
+    principal = signed_in.principal
+    _set_device_cookie(signed_in, request, response)
     await runtime.evidence.observations.record(
         type_=ev.LOGIN,
         candidate_id=principal.user_id,
@@ -74,16 +87,60 @@ async def login(
             "user_agent": request.headers.get("user-agent", "")[:200],
         },
     )
-    return LoginOut(
-        access_token=token,
-        expires_in=runtime.tokens.ttl_seconds,
-        user=UserOut(id=principal.user_id, username=principal.username, role=principal.role),
+    return _login_out(signed_in, runtime.tokens.ttl_seconds)
+
+
+@router.get("/auth/me", response_model=MeOut)
+async def me(user: SignedInUser) -> MeOut:
+    return MeOut(
+        id=user.user_id,
+        username=user.username,
+        role=user.role,
+        must_change_password=user.password_change_required,
     )
 
 
-@router.get("/auth/me", response_model=UserOut)
-async def me(user: CurrentUser) -> UserOut:
-    return UserOut(id=user.user_id, username=user.username, role=user.role)
+@router.post("/auth/password", response_model=PasswordChangeOut)
+async def change_password(
+    body: PasswordChangeIn, runtime: RuntimeDep, request: Request, response: Response
+) -> LoginOut:
+    """Choose a new password: signed in (bearer token, `current_password`), or from a
+    one-time set-password link (`token`, no bearer needed). The new password must have 12+
+    characters and not be a common one (422 `weak_password`). Every earlier token of the
+    user ends; the answer is a fresh sign-in, like /auth/login's."""
+    source = request.client.host if request.client else "unknown"
+    if body.token is not None:
+        signed_in = await runtime.accounts.set_password_with_token(body.token, body.new_password)
+    else:
+        user = await signed_in_user(runtime, await bearer(request))
+        assert body.current_password is not None  # the model requires one of the two
+        signed_in = await runtime.accounts.change_password(
+            user, body.current_password, body.new_password, source=source
+        )
+    _set_device_cookie(signed_in, request, response)
+    return _login_out(signed_in, runtime.tokens.ttl_seconds)
+
+
+def _login_out(signed_in: SignedIn, expires_in: int) -> LoginOut:
+    principal = signed_in.principal
+    return LoginOut(
+        access_token=signed_in.token,
+        expires_in=expires_in,
+        user=UserOut(id=principal.user_id, username=principal.username, role=principal.role),
+        must_change_password=principal.password_change_required,
+    )
+
+
+def _set_device_cookie(signed_in: SignedIn, request: Request, response: Response) -> None:
+    response.set_cookie(
+        DeviceCookies.NAME,
+        signed_in.device_cookie,
+        max_age=180 * 24 * 3600,
+        path="/api/v1/auth",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
 
 
 @router.post("/ws-tickets", response_model=TicketOut, status_code=201)

@@ -74,10 +74,14 @@ async def first_message_auth(
         return None
     try:
         parsed = p.Auth.model_validate_json(message.get("text") or "")
-        return tokens.verify(parsed.data.token)
+        principal = tokens.verify(parsed.data.token)
     except (ValidationError, ValueError, jwt.InvalidTokenError) as exc:
         await reject(websocket, "unauthorized", f"the first message must be a valid auth: {exc}")
         return None
+    if principal.password_change_required:
+        await reject(websocket, "password_change_required", "choose a new password first")
+        return None
+    return principal
 
 
 async def reject(

@@ -1,6 +1,7 @@
 // The candidate page: thin DOM code over Api and AttemptClient (which hold the logic).
 
-import { Api, onSignIn } from "/static/lib/api.js";
+import { Api, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { EventBatcher } from "/static/lib/event_batcher.js";
@@ -33,9 +34,17 @@ function show(id) {
 }
 
 async function boot() {
+  if (location.hash.startsWith("#set-password=")) {
+    show("login");
+    $("#login-form").hidden = true;
+    await followSetPasswordLink(api, $("#login"));
+    $("#login-form").hidden = false;
+  }
   if (!api.token) return show("login");
   try {
     const me = await api.get("/api/v1/auth/me");
+    // Signed in with a password someone else set: sign in again and choose one's own.
+    if (me.must_change_password) throw new Error("password change required");
     $("#who").textContent = me.username;
   } catch {
     api.logout();
@@ -47,6 +56,7 @@ async function boot() {
   await home();
 }
 
+offerOidc(api, $("#login-form"), $("#login-error"));
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function home() {

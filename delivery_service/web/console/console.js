@@ -1,6 +1,7 @@
 // The proctor console page: thin DOM code over Api, LiveSocket and Grid (which hold the logic).
 
-import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { Grid, formatClock, remainingMs } from "/console/grid.js";
 
@@ -35,9 +36,17 @@ async function act(run) {
 // ---- login and session list ------------------------------------------------------------------
 
 async function boot() {
+  if (location.hash.startsWith("#set-password=")) {
+    show("login");
+    $("#login-form").hidden = true;
+    await followSetPasswordLink(api, $("#login"));
+    $("#login-form").hidden = false;
+  }
   if (!api.token) return show("login");
   try {
     const me = await api.get("/api/v1/auth/me");
+    // Signed in with a password someone else set: sign in again and choose one's own.
+    if (me.must_change_password) throw new Error("password change required");
     $("#who").textContent = `${me.username} (${me.role})`;
   } catch {
     api.logout();
@@ -48,13 +57,17 @@ async function boot() {
   await listSessions();
 }
 
+offerOidc(api, $("#login-form"), $("#login-error"));
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 async function listSessions() {
   show("pick");
+  const [sessions, classes, tests] = await Promise.all([
+    api.get("/api/v1/sessions"), api.get("/api/v1/classes"), api.get("/api/v1/tests"),
+  ]);
   const list = $("#sessions");
   list.replaceChildren();
-  for (const s of await api.get("/api/v1/sessions")) {
+  for (const s of sessions) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.textContent = `${s.title} — ${s.class_name} — ${s.state}`;
@@ -62,7 +75,29 @@ async function listSessions() {
     item.append(button);
     list.append(item);
   }
+  const form = $("#schedule");
+  form.class_id.replaceChildren(...classes.filter((c) => c.state === "active").map((c) => new Option(c.name, c.id)));
+  form.test_id.replaceChildren(...tests.map((t) => new Option(t.title, t.id)));
 }
+
+$("#schedule").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const fields = new FormData(form);
+  $("#schedule-error").textContent = "";
+  try {
+    const created = await api.post("/api/v1/sessions", {
+      class_id: fields.get("class_id"),
+      test_id: fields.get("test_id"),
+      title: fields.get("title"),
+      scheduled_at: new Date(fields.get("scheduled_at")).toISOString(),
+    });
+    form.reset();
+    await openSession(created.id);
+  } catch (error) {
+    $("#schedule-error").textContent = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
+  }
+});
 
 // ---- one session -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // when a grade already given changes; this page only shows what it answers.
 
 import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
 const $ = (selector) => document.querySelector(selector);
@@ -121,6 +122,7 @@ async function boot() {
 
 filters.addEventListener("change", loadQueue);
 
+offerOidc(api, $("#login-form"), $("#login-error"));
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
 
 boot();

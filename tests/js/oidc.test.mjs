@@ -1,0 +1,28 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { loginUrl, readOidcFragment } from "../../delivery_service/web/lib/oidc.js";
+
+test("a token in the fragment is taken, and the URL keeps its path and query without it", () => {
+  const result = readOidcFragment("http://exam.test/?session=s1#oidc_token=abc.def&expires_in=60");
+  assert.deepEqual(result, { token: "abc.def", clean: "/?session=s1" });
+});
+
+test("a refusal in the fragment carries its code and message", () => {
+  const result = readOidcFragment(
+    "http://exam.test/console/#oidc_error=account_disabled&oidc_message=this+account+is+disabled",
+  );
+  assert.deepEqual(result, {
+    error: { code: "account_disabled", message: "this account is disabled" },
+    clean: "/console/",
+  });
+});
+
+test("a page without either is left alone", () => {
+  assert.equal(readOidcFragment("http://exam.test/console/#grid"), null);
+  assert.equal(readOidcFragment("http://exam.test/"), null);
+});
+
+test("the login URL returns to this page's path and query", () => {
+  const url = loginUrl({ login_url: "/api/v1/auth/oidc/login" }, { pathname: "/", search: "?attempt=a1" });
+  assert.equal(url, "/api/v1/auth/oidc/login?next=%2F%3Fattempt%3Da1");
+});
