@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     users_in.add_argument("--passwords-out", type=Path, help="new CSV file for generated passwords")
     users_in.add_argument("--reissue-passwords", action="store_true",
                           help="new passwords for users who never chose theirs")  # fmt: skip
+    users_in.add_argument("--keep-given-passwords", action="store_true",
+                          help="the file's passwords need no change at first sign-in")  # fmt: skip
     users_in.add_argument("--json", action="store_true", help="the report as JSON")
 
     args = parser.parse_args(argv)

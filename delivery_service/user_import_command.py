@@ -113,6 +113,7 @@ async def _import_users(settings: Settings, args: argparse.Namespace, written: A
         return await imports.run(
             Principal(user.id, user.username, user.role),  # type: ignore[arg-type]
             data, dry_run=args.dry_run, reissue_passwords=args.reissue_passwords,
+            given_temporary=not args.keep_given_passwords,
             on_batch=written,
         )  # fmt: skip
     finally:

@@ -23,7 +23,8 @@ from delivery_service.domain.principal import ROLES, Principal
 
 COLUMNS = ("username", "display_name", "role", "class", "password")
 REQUIRED = frozenset(COLUMNS) - {"password"}
-USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+# The users API's rule (schemas/users.py): letters, digits and . _ @ + -, at most 64.
+USERNAME = re.compile(r"[\w.@+-]{1,64}")
 MAX_DISPLAY_NAME = 200  # users.display_name
 MAX_CLASS_NAME = 100  # classes.name
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -175,7 +176,7 @@ def _row(
     if any(_CONTROL.search(f) for f in fields):
         return Refusal(line, username, "invalid_value", "a field holds a control character")
     if not USERNAME.fullmatch(username):
-        why = "1-64 of letters, digits and . _ @ + -, starting with a letter or digit"
+        why = "1-64 of letters, digits and . _ @ + -"
         return Refusal(line, username, "invalid_username", why)
     display_name = value("display_name")
     if not display_name or len(display_name) > MAX_DISPLAY_NAME:

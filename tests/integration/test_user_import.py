@@ -109,9 +109,8 @@ async def test_an_import_creates_users_classes_and_enrolments_and_runs_twice_to_
     issued = {p["username"]: p["password"] for p in report["passwords"]}
     assert issued.keys() == {"ada", "mr_k"}
     found = await users(world)
-    assert found["ada"].must_change_password
-    assert found["mr_k"].must_change_password
-    assert not found["bea"].must_change_password
+    # every password someone else chose is temporary, the file's own too (as over POST /users)
+    assert all(found[name].must_change_password for name in ("ada", "mr_k", "bea"))
     assert found["mr_k"].role == "teacher"
     assert all(issued[name] not in found[name].password_hash for name in issued)
     # hashed at the import's lower cost: sign-in raises it to the server's
@@ -143,6 +142,42 @@ async def test_an_import_creates_users_classes_and_enrolments_and_runs_twice_to_
             await s.scalar(select(func.count()).select_from(Class).where(Class.name == "Robotics"))
             == 1
         )
+
+
+async def test_the_files_own_passwords_may_be_the_users_to_keep(world: World) -> None:
+    roster = HEADER + f"bea,Bea Smith,student,Homeroom,{CHOSEN}\ncy,Cy,student,Homeroom,\n"
+    reply = await send(world.admin, roster, must_change_password="false")
+    assert reply.status_code == 200, reply.text
+    found = await users(world)
+    assert not found["bea"].must_change_password
+    assert found["cy"].must_change_password  # generated: always temporary
+    signed_in = await world.admin.http.post(
+        world.base_url + "/api/v1/auth/login", json={"username": "bea", "password": CHOSEN}
+    )
+    assert signed_in.json()["must_change_password"] is False
+
+
+async def test_an_imported_hash_is_raised_to_the_servers_cost_at_first_sign_in(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_user(sessions, "admin", "admin")
+    cheap = settings.model_copy(update={"import_hash_cost": 16, "password_hash_cost": 256})
+    async with running_server(cheap) as served:
+        api = await Api.login(served.url, "admin")
+        try:
+            reply = await send(api, HEADER + f"bea,Bea,student,,{CHOSEN}\n")
+            assert reply.status_code == 200, reply.text
+            async with sessions() as s:
+                stored = await s.scalar(select(User.password_hash).where(User.username == "bea"))
+            assert stored is not None
+            assert stored.startswith("scrypt$16$")
+            await (await Api.login(served.url, "bea", CHOSEN)).close()
+            async with sessions() as s:
+                stored = await s.scalar(select(User.password_hash).where(User.username == "bea"))
+            assert stored is not None
+            assert stored.startswith("scrypt$256$")
+        finally:
+            await api.close()
 
 
 async def test_a_refused_row_refuses_the_import_and_writes_nothing(world: World) -> None:

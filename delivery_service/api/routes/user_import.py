@@ -53,6 +53,13 @@ async def import_users(
             "chosen their own yet (an earlier import's passwords were lost)"
         ),
     ] = False,
+    must_change_password: Annotated[
+        bool,
+        Query(
+            description="the file's own passwords are temporary: each user chooses their own "
+            "at first sign-in (false: theirs to keep). Generated ones always are."
+        ),
+    ] = True,
 ) -> ImportReport:
     """Body: the CSV (`text/csv`), or a multipart form with the CSV as its `file` field.
     Columns `username,display_name,role,class,password` (docs/api.md, "Bulk import").
@@ -83,5 +90,9 @@ async def import_users(
             415, "unsupported_media_type", "send text/csv or a multipart/form-data upload"
         )
     return await runtime.user_imports.run(
-        user, data, dry_run=dry_run, reissue_passwords=reissue_passwords
+        user,
+        data,
+        dry_run=dry_run,
+        reissue_passwords=reissue_passwords,
+        given_temporary=must_change_password,
     )

@@ -36,6 +36,7 @@ async def write_batch(
     batch: list[Outcome],
     secrets_: dict[int, tuple[str | None, str | None]],
     class_ids: dict[str, uuid.UUID],
+    given_temporary: bool,
 ) -> list[tuple[uuid.UUID, int | None]]:
     """One batch in one transaction, with its ledger entry. Returns the users whose password
     or role changed, with their new token version (None: disabled), for the caller to end
@@ -54,6 +55,8 @@ async def write_batch(
         new_users = []
         for o in batch:
             digest, clear = secrets_[o.line]
+            # A generated password is always temporary; a given one unless told otherwise.
+            temporary = clear is not None or given_temporary
             if o.action == "create":
                 ids[o.line] = uuid.uuid4()
                 new_users.append(
@@ -66,7 +69,7 @@ async def write_batch(
                         "created_at": now,
                         "disabled": False,
                         "token_version": 0,
-                        "must_change_password": clear is not None,
+                        "must_change_password": temporary,
                     }
                 )
                 continue
@@ -75,7 +78,7 @@ async def write_batch(
             ids[o.line] = o.user_id
             values: dict[str, Any] = {"display_name": o.display_name, "role": o.role}
             if digest is not None:
-                values |= {"password_hash": digest, "must_change_password": clear is not None}
+                values |= {"password_hash": digest, "must_change_password": temporary}
             if {"password", "role"} & set(o.changes):
                 values["token_version"] = User.token_version + 1
             changed = (

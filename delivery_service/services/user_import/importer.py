@@ -105,9 +105,12 @@ class UserImports:
         *,
         dry_run: bool,
         reissue_passwords: bool = False,
+        given_temporary: bool = True,
         on_batch: Callable[[list[IssuedPasswordOut]], None] | None = None,
     ) -> ImportReport:
         """The report; `import_refused` (422, the report in its details) if a row is refused.
+        A password the file gives is temporary (changed at first sign-in, as one an admin sets
+        over the users API) unless `given_temporary` is false; a generated one always is.
         `on_batch` is told each batch's generated passwords once it committed (the CLI writes
         them out as it goes, so a crash loses none that were written)."""
         require_may_import(principal)
@@ -119,7 +122,9 @@ class UserImports:
         )
         pool = HashPool(self._hash_threads)
         try:
-            return await self._run(principal, parsed, pool, dry_run, reissue_passwords, on_batch)
+            return await self._run(
+                principal, parsed, pool, dry_run, reissue_passwords, given_temporary, on_batch
+            )
         finally:
             pool.close()
 
@@ -130,6 +135,7 @@ class UserImports:
         pool: HashPool,
         dry_run: bool,
         reissue_passwords: bool,
+        given_temporary: bool,
         on_batch: Callable[[list[IssuedPasswordOut]], None] | None,
     ) -> ImportReport:
         by_line = {row.line: row for row in parsed.rows}
@@ -169,6 +175,7 @@ class UserImports:
                     batch=batch,
                     secrets_=secrets_,
                     class_ids=class_ids,
+                    given_temporary=given_temporary,
                 )
             except (IntegrityError, Changed) as exc:
                 raise Conflict(
