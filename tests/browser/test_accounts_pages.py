@@ -5,6 +5,7 @@ reset must choose their own before anything else, and a disabled user is shown a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Dialog, Page, expect
@@ -161,6 +162,59 @@ async def test_an_admin_disables_a_student_who_is_then_refused(
         theirs = await candidate.new_page()
         await sign_in(theirs, served.url + "/", "student2")
         await expect(theirs.locator("#login-error")).to_contain_text("disabled")
+    finally:
+        await candidate.close()
+    assert problems == []
+
+
+async def test_a_csv_is_checked_refused_rows_shown_then_imported_with_passwords_once(
+    context: BrowserContext, served: Served, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "username,display_name,role,class,password\n"
+        "new.one,New One,student,Homeroom,\n"
+        "has space,Broken,student,Homeroom,\n"
+    )
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "username,display_name,role,class,password\n"
+        "new.one,New One,student,Homeroom,\n"
+        "new.two,New Two,student,Year 9,\n"
+    )
+    page = await context.new_page()
+    problems = watch(page)
+    await sign_in(page, served.url + "/console/users.html", "admin")
+    await page.set_input_files("#import input[name=file]", str(bad))
+    await page.click("#check")
+    refused = page.locator("#report tr.refused")
+    await expect(refused).to_have_count(1)
+    await expect(refused.locator("td").first).to_have_text("3")
+    await expect(page.locator("#import-error")).to_contain_text("Fix the refused rows")
+    await expect(page.locator("#apply")).to_be_disabled()
+
+    await page.set_input_files("#import input[name=file]", str(good))
+    await page.click("#check")
+    await expect(page.locator("#import-status")).to_contain_text("Checked 2 rows: 2 to create")
+    await expect(page.locator("#import-status")).to_contain_text("1 new classes")
+    await expect(page.locator("#passwords")).to_be_hidden()
+    await page.click("#apply")
+    await expect(page.locator("#import-status")).to_contain_text("Imported 2 rows")
+    await expect(page.locator("#passwords tbody tr")).to_have_count(2)
+    generated = (
+        await page.locator("#passwords tr", has_text="new.two").locator("td.secret").inner_text()
+    )
+    await expect(page.locator("#users tr[data-username='new.two'] .state")).to_have_text(
+        "must change password"
+    )
+
+    candidate = await context.browser.new_context()  # type: ignore[union-attr]
+    try:
+        theirs = await candidate.new_page()
+        await sign_in(theirs, served.url + "/", "new.two", generated.strip())
+        await expect(theirs.locator("form.choose-password h3")).to_have_text(
+            "Choose a new password"
+        )
     finally:
         await candidate.close()
     assert problems == []
