@@ -7,10 +7,16 @@ with the reason shown; under CI (CI=true) a missing server fails the run instead
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from functools import cache
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 PG_URL = os.environ.get(
     "EXAMSERVER_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -62,3 +68,25 @@ def require(*problems: str | None) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI needs the real services: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def own_postgres_database(purpose: str) -> Iterator[str]:
+    """A PostgreSQL database of its own, empty, dropped afterwards (the suite's shared one is
+    always migrated to head): for migrations from old revisions and fresh deployments."""
+    require(postgres_problem())
+    name = f"examserver_{purpose}_{uuid.uuid4().hex[:8]}"
+    base = PG_URL.rsplit("/", 1)[0]
+
+    async def admin(sql: str) -> None:
+        engine = create_async_engine(f"{base}/postgres", poolclass=NullPool,
+                                     isolation_level="AUTOCOMMIT")  # fmt: skip
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+        await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))

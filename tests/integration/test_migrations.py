@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from delivery_service.storage.migrate import upgrade
-from tests.services import PG_URL, postgres_problem, require
+from tests.services import own_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,22 +22,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
         return
-    require(postgres_problem())
-    name = f"examserver_migration_{uuid.uuid4().hex[:8]}"
-    base = PG_URL.rsplit("/", 1)[0]
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(f"{base}/postgres", poolclass=NullPool,
-                                     isolation_level="AUTOCOMMIT")  # fmt: skip
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-        await engine.dispose()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    with own_postgres_database("migration") as url:
+        yield url
 
 
 def run(url: str, *statements: str) -> list[tuple[object, ...]]:
