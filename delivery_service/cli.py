@@ -187,7 +187,7 @@ def run_create_user(args: argparse.Namespace) -> int:
         print(f"examserver: invalid user: {bad.errors()[0]['msg']}", file=sys.stderr)
         return 1
     try:
-        user = asyncio.run(_with_users(settings, lambda users: users.create(None, spec)))
+        user = asyncio.run(_offline(settings, lambda o: o.users.create(None, spec)))
     except DomainError as refused:
         print(f"examserver: {refused.code}: {refused.message}", file=sys.stderr)
         return 1
@@ -211,46 +211,6 @@ def _read_new_password() -> str | None:
         print("examserver: the two passwords differ", file=sys.stderr)
         return None
     return first
-
-
-async def _with_users(settings: Settings, use: Any) -> Any:
-    """Run `use(user_service)` against the configured database and Redis."""
-    from delivery_service.live.connection import create_redis
-    from delivery_service.live.keys import Keys
-    from delivery_service.security.tokens import TokenService
-    from delivery_service.services.revocation import Revocations
-    from delivery_service.services.users import UserService
-    from delivery_service.storage.database import create_engine, create_sessionmaker
-    from delivery_service.storage.ledger import Ledger
-
-    engine = create_engine(settings)
-    redis = create_redis(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        connect_timeout=settings.redis_connect_timeout_seconds,
-    )
-    db = create_sessionmaker(engine)
-    try:
-        users = UserService(
-            db=db,
-            tokens=TokenService(
-                secret=settings.jwt_secret,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                ttl_seconds=settings.jwt_ttl_seconds,
-            ),
-            revocations=Revocations(
-                db=db, redis=redis, keys=Keys(settings.redis_prefix),
-                ttl_seconds=settings.token_recheck_seconds,
-            ),
-            ledger=Ledger(settings.ledger_key.encode()),
-            hash_cost=settings.password_hash_cost,
-            set_password_ttl_seconds=settings.set_password_link_hours * 3600,
-        )  # fmt: skip
-        return await use(users)
-    finally:
-        await redis.aclose()
-        await engine.dispose()
 
 
 def run_seed(_: argparse.Namespace) -> int:
@@ -304,30 +264,23 @@ async def _revoke(
 ) -> tuple[int, bool] | None:
     from sqlalchemy import select
 
-    from delivery_service.live.connection import create_redis
-    from delivery_service.live.keys import Keys
-    from delivery_service.services.revocation import Revocations
-    from delivery_service.storage.database import create_engine, create_sessionmaker
+    from delivery_service.offline import connected
     from delivery_service.storage.models import User
 
-    engine = create_engine(settings)
-    redis = create_redis(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        connect_timeout=settings.redis_connect_timeout_seconds,
-    )
-    db = create_sessionmaker(engine)
-    try:
-        async with db() as s:
+    async with connected(settings) as offline:
+        async with offline.db() as s:
             user_id = await s.scalar(select(User.id).where(User.username == username))
         if user_id is None:
             return None
-        revocations = Revocations(db=db, redis=redis, keys=Keys(settings.redis_prefix),
-                                  ttl_seconds=settings.token_recheck_seconds)  # fmt: skip
-        return await revocations.revoke(user_id, disable=disable)
-    finally:
-        await redis.aclose()
-        await engine.dispose()
+        return await offline.revocations.revoke(user_id, disable=disable)
+
+
+async def _offline(settings: Settings, use: Any) -> Any:
+    """Run `use(offline)` against the configured database and Redis (delivery_service/offline)."""
+    from delivery_service.offline import connected
+
+    async with connected(settings) as offline:
+        return await use(offline)
 
 
 async def _verify(settings: Settings, attempt: uuid.UUID | None) -> list[Any]:
@@ -395,33 +348,12 @@ def run_export_qti(args: argparse.Namespace) -> int:
 
 async def _with_catalog(settings: Settings, username: str | None, use: Any) -> Any:
     """Run `use(catalog, principal)` as a staff user (named, or the first admin)."""
-    from sqlalchemy import select
-
-    from delivery_service.domain.errors import Forbidden
-    from delivery_service.domain.principal import Principal
+    from delivery_service.offline import connected
     from delivery_service.services.catalog import CatalogService
-    from delivery_service.storage.database import create_engine, create_sessionmaker
-    from delivery_service.storage.ledger import Ledger
-    from delivery_service.storage.models import User
 
-    engine = create_engine(settings)
-    db = create_sessionmaker(engine)
-    try:
-        async with db() as s:
-            stmt = select(User).order_by(User.created_at)
-            stmt = (
-                stmt.where(User.username == username)
-                if username
-                else stmt.where(User.role == "admin")
-            )
-            user = await s.scalar(stmt.limit(1))
-        if user is None or user.role not in ("admin", "teacher"):
-            raise Forbidden(f"no staff user {username or '(admin)'} to act as")
-        principal = Principal(user.id, user.username, user.role)  # type: ignore[arg-type]
-        catalog = CatalogService(db=db, ledger=Ledger(settings.ledger_key.encode()))
-        return await use(catalog, principal)
-    finally:
-        await engine.dispose()
+    async with connected(settings) as offline:
+        principal = await offline.staff(username)
+        return await use(CatalogService(db=offline.db, ledger=offline.ledger), principal)
 
 
 def run_import_users(args: argparse.Namespace) -> int:

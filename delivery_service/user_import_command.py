@@ -79,43 +79,16 @@ def _show(passwords: list[Any]) -> None:
 
 
 async def _import_users(settings: Settings, args: argparse.Namespace, written: Any) -> Any:
-    from sqlalchemy import select
-
-    from delivery_service.domain.errors import Forbidden
-    from delivery_service.domain.principal import Principal
-    from delivery_service.live.connection import create_redis
-    from delivery_service.live.keys import Keys
-    from delivery_service.services.revocation import Revocations
+    from delivery_service.offline import connected
     from delivery_service.services.user_import import UserImports
-    from delivery_service.storage.database import create_engine, create_sessionmaker
-    from delivery_service.storage.ledger import Ledger
-    from delivery_service.storage.models import User
 
     data = args.file.read_bytes()
-    engine = create_engine(settings)
-    db = create_sessionmaker(engine)
-    redis = create_redis(settings.redis_url, socket_timeout=settings.redis_socket_timeout_seconds,
-                         connect_timeout=settings.redis_connect_timeout_seconds)  # fmt: skip
-    try:
-        async with db() as s:
-            stmt = select(User).where(User.disabled.is_(False)).order_by(User.created_at)
-            stmt = stmt.where(
-                User.username == args.username if args.username else User.role == "admin"
-            )
-            user = await s.scalar(stmt.limit(1))
-        if user is None or user.role not in ("admin", "teacher"):
-            raise Forbidden(f"no staff user {args.username or '(admin)'} to act as")
+    async with connected(settings) as offline:
+        principal = await offline.staff(args.username)
         imports = UserImports.build(
-            settings, db=db, ledger=Ledger(settings.ledger_key.encode()),
-            revocations=Revocations(db=db, redis=redis, keys=Keys(settings.redis_prefix),
-                                    ttl_seconds=settings.token_recheck_seconds),
-        )  # fmt: skip
+            settings, db=offline.db, ledger=offline.ledger, revocations=offline.revocations
+        )
         return await imports.run(
-            Principal(user.id, user.username, user.role),  # type: ignore[arg-type]
-            data, dry_run=args.dry_run, reissue_passwords=args.reissue_passwords,
-            given_temporary=not args.keep_given_passwords,
-            on_batch=written,
+            principal, data, dry_run=args.dry_run, reissue_passwords=args.reissue_passwords,
+            given_temporary=not args.keep_given_passwords, on_batch=written,
         )  # fmt: skip
-    finally:
-        await redis.aclose()
-        await engine.dispose()
