@@ -219,3 +219,46 @@ async def test_a_ticket_issued_before_a_revocation_opens_nothing(world: World) -
         with pytest.raises(ConnectionClosed):
             await ws.receive(timeout=5)
         assert ws.connection.close_code == 4401
+
+
+async def test_account_changes_over_rest_close_the_users_open_socket(world: World) -> None:
+    """A reset password, a disabled account and a password the user changed themselves each
+    end the sockets the user had open (as a revocation does), not only their REST tokens."""
+    student_id = (await world.student.get("/auth/me"))["id"]
+    student = await Api.login(world.base_url, "student1")
+
+    async def change_own() -> None:
+        await student.post(
+            "/auth/password", {"current_password": PASSWORD, "new_password": "my own passphrase"}
+        )
+
+    async def reset() -> None:
+        await world.teacher.post(f"/users/{student_id}/password", {"password": "a reset phrase"})
+
+    async def disable() -> None:
+        await world.admin.patch(f"/users/{student_id}", {"disabled": True})
+
+    try:
+        for change in (change_own, reset, disable):
+            aid = await world.started_attempt()
+            ticket = await student.ticket()
+            async with Socket.open(student.ws_url(aid, ticket=ticket)) as ws:
+                await ws.until("attempt_state")
+                await change()
+                revoked = await ws.until("error", timeout=5)
+                assert revoked["data"]["code"] == "token_revoked", change.__name__
+                await until_closed(ws)
+                assert ws.connection.close_code == 4401, change.__name__
+            # Back to the suite's password, signed in afresh (world.started_attempt uses it).
+            await world.admin.patch(f"/users/{student_id}", {"disabled": False})
+            await world.admin.post(f"/users/{student_id}/password", {"password": PASSWORD})
+            await student.close()
+            student = await Api.login(world.base_url, "student1")
+            chosen = await student.post(
+                "/auth/password", {"current_password": PASSWORD, "new_password": PASSWORD}
+            )
+            await student.close()
+            student = Api(world.base_url, chosen["access_token"])
+            world.student.http.headers["Authorization"] = f"Bearer {chosen['access_token']}"
+    finally:
+        await student.close()
