@@ -73,6 +73,7 @@ class SignedIn:
     principal: Principal
     next_path: str
     created: bool
+    page: str = ""  # the page's own value from `start`, for it to check
 
 
 class OidcSignIn:
@@ -123,7 +124,7 @@ class OidcSignIn:
         self._client = oauth.create_client("oidc")
 
     async def start(
-        self, *, next_path: str, redirect_uri: str, binding: str | None = None
+        self, *, next_path: str, redirect_uri: str, binding: str | None = None, page: str = ""
     ) -> Started:
         """The provider's authorization URL for a new flow, remembered under its state and
         bound to the browser's `binding` (kept if it has one, so flows started in two tabs
@@ -146,6 +147,9 @@ class OidcSignIn:
             "redirect_uri": redirect_uri,
             "next": next_path,
             "binding": _digest(binding),
+            # Handed back beside the token: the page takes a token only with the value it
+            # chose, so nobody can plant their own sign-in with a link to `/#oidc_token=…`.
+            "page": page,
         }
         key = self._keys.oidc_flow(authorization["state"])
         await self._redis.set(key, json.dumps(flow), ex=self.flow_seconds)
@@ -181,7 +185,8 @@ class OidcSignIn:
             principal, created = await self._principal(claims)
         except SignInRefused as exc:
             raise OidcRefused(exc.code, exc.message, next_path=next_path) from exc
-        return SignedIn(self._tokens.issue(principal), principal, next_path, created)
+        page = str(flow.get("page", ""))
+        return SignedIn(self._tokens.issue(principal), principal, next_path, created, page)
 
     async def _take(self, state: str, binding: str | None) -> dict[str, Any]:
         """The flow started under `state`, once, and only for the browser that started it."""

@@ -7,6 +7,7 @@ cookies, so each step (our login route, the provider, our callback) is seen as a
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -51,9 +52,12 @@ class Browser:
 
     def __init__(self) -> None:
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=20)
+        self.page = secrets.token_hex(16)  # the page's own value, as web/lib/oidc.js sends
 
     async def start(self, base_url: str, next_path: str = "/console/") -> httpx.Response:
-        return await self.http.get(f"{base_url}/api/v1/auth/oidc/login", params={"next": next_path})
+        return await self.http.get(
+            f"{base_url}/api/v1/auth/oidc/login", params={"next": next_path, "page": self.page}
+        )
 
     async def at_provider(self, started: httpx.Response) -> str:
         """The provider's redirect back to our callback."""
@@ -65,7 +69,11 @@ class Browser:
     async def callback(self, url: str) -> Landing:
         answer = await self.http.get(url)
         assert answer.status_code == 303, answer.text
-        return Landing(answer.headers["location"])
+        landing = Landing(answer.headers["location"])
+        if "oidc_token" in landing.fragment:
+            # The page takes the token only beside the value it chose (a planted one fails).
+            assert landing.fragment["oidc_page"] == self.page
+        return landing
 
     async def sign_in(self, base_url: str, next_path: str = "/console/") -> Landing:
         return await self.callback(await self.at_provider(await self.start(base_url, next_path)))

@@ -3,8 +3,22 @@ import assert from "node:assert/strict";
 import { loginUrl, readOidcFragment } from "../../delivery_service/web/lib/oidc.js";
 
 test("a token in the fragment is taken, and the URL keeps its path and query without it", () => {
-  const result = readOidcFragment("http://exam.test/?session=s1#oidc_token=abc.def&expires_in=60");
+  const result = readOidcFragment(
+    "http://exam.test/?session=s1#oidc_token=abc.def&oidc_page=p1&expires_in=60", "p1",
+  );
   assert.deepEqual(result, { token: "abc.def", clean: "/?session=s1" });
+});
+
+test("a token without the value this page chose is refused (a planted sign-in)", () => {
+  for (const [href, expected] of [
+    ["http://exam.test/#oidc_token=attackers", "p1"],
+    ["http://exam.test/#oidc_token=attackers&oidc_page=p2", "p1"],
+    ["http://exam.test/#oidc_token=attackers&oidc_page=p1", null],
+  ]) {
+    const result = readOidcFragment(href, expected);
+    assert.equal(result.token, undefined);
+    assert.equal(result.error.code, "oidc_not_started_here");
+  }
 });
 
 test("a refusal in the fragment carries its code and message", () => {
@@ -23,6 +37,6 @@ test("a page without either is left alone", () => {
 });
 
 test("the login URL returns to this page's path and query", () => {
-  const url = loginUrl({ login_url: "/api/v1/auth/oidc/login" }, { pathname: "/", search: "?attempt=a1" });
-  assert.equal(url, "/api/v1/auth/oidc/login?next=%2F%3Fattempt%3Da1");
+  const url = loginUrl({ login_url: "/api/v1/auth/oidc/login" }, { pathname: "/", search: "?attempt=a1" }, "p1");
+  assert.equal(url, "/api/v1/auth/oidc/login?next=%2F%3Fattempt%3Da1&page=p1");
 });

@@ -59,6 +59,14 @@ async def oidc_login(
         str,
         Query(alias="next", max_length=NEXT_MAX, description="a path on this server to return to"),
     ] = "/",
+    page: Annotated[
+        str,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]{16,128}$",
+            description="a random value the page keeps (sessionStorage) and expects back in "
+            "the fragment (`oidc_page`) before it takes a token from it",
+        ),
+    ] = "",
 ) -> RedirectResponse:
     """Start signing in at the provider; the browser comes back through the callback."""
     oidc = _configured(runtime)
@@ -71,6 +79,7 @@ async def oidc_login(
             next_path=next_path,
             redirect_uri=redirect_uri,
             binding=request.cookies.get(FLOW_COOKIE),
+            page=page,
         )
     except OidcRefused as refused:
         return _back(refused.next_path, oidc_error=refused.code, oidc_message=refused.message)
@@ -120,6 +129,7 @@ async def oidc_callback(
         response = _back(
             signed_in.next_path,
             oidc_token=signed_in.token,
+            oidc_page=signed_in.page,
             expires_in=str(runtime.tokens.ttl_seconds),
         )
     # The cookie stays (until its max-age): a flow started in another tab still needs it.
