@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from delivery_service.api.errors import ApiError
@@ -60,3 +60,12 @@ async def current_user(principal: SignedInUser) -> Principal:
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+async def no_store(response: Response) -> None:
+    """For answers that carry a secret (a token, a one-time link, a generated password): no
+    browser or proxy cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+NoStore = Depends(no_store)

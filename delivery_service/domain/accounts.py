@@ -1,9 +1,10 @@
 """Who may create and look after which accounts. Pure: the services read the facts (the
 target's role, whether the actor teaches them) and ask.
 
-An admin looks after everyone. A teacher may create students and, for the students of the
-classes they teach, reset a forgotten password on exam day; everything else about accounts
-(roles, disabling, staff) is an admin's, so a teacher cannot make themselves or a friend staff.
+An admin looks after everyone. A teacher may create students (into classes they teach);
+everything else about accounts (passwords, roles, disabling, staff) is an admin's. Resetting a
+password is an admin's on purpose: a teacher may enrol any existing student into their class,
+so a teacher's reset would let any teacher take over any student's account.
 """
 
 from __future__ import annotations
@@ -20,15 +21,6 @@ def require_may_create(actor: Principal, role: Role) -> None:
     if actor.role == "teacher":
         raise Forbidden("teachers create students only; ask an admin for staff accounts")
     raise Forbidden("only teachers and admins create accounts")
-
-
-def require_may_reset(actor: Principal, *, target_role: str, teaches_target: bool) -> None:
-    """Reset someone else's password (the user must choose a new one at next sign-in)."""
-    if actor.role == "admin":
-        return
-    if actor.role == "teacher" and target_role == "student" and teaches_target:
-        return
-    raise Forbidden("only an admin, or a teacher of the student's class, resets a password")
 
 
 def require_staff(actor: Principal, what: str) -> None:

@@ -13,7 +13,7 @@ import jwt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from delivery_service.domain.errors import DomainError, Forbidden
+from delivery_service.domain.errors import Conflict, DomainError, Forbidden
 from delivery_service.domain.principal import Principal
 from delivery_service.live.throttle import Attempt, LoginThrottle
 from delivery_service.security.device_cookies import DeviceCookies
@@ -95,6 +95,10 @@ class AccountService:
         # scrypt is slow on purpose: keep it off the event loop.
         stored = self._decoy if user is None else user.password_hash
         matches = await asyncio.to_thread(verify_password, password, stored)
+        if user is not None and needs_rehash(stored, cost=self._hash_cost):
+            # A cheap hash (an import's) or none (an OpenID-only account) answers faster than
+            # a full-cost one; pay the difference, so timing does not tell which users exist.
+            await asyncio.to_thread(verify_password, password, self._decoy)
         if user is None or not matches:
             raise InvalidCredentials("wrong username or password")
         await self._throttle.succeeded(attempt)
@@ -128,7 +132,9 @@ class AccountService:
         if not await asyncio.to_thread(verify_password, current, user.password_hash):
             raise CurrentPasswordIncorrect("the current password is not right")
         await self._throttle.succeeded(attempt)
-        return await self._set(user.id, user.token_version, new, actor=principal.user_id)
+        return await self._set(
+            user.id, user.token_version, new, actor=principal.user_id, via_link=False
+        )
 
     async def set_password_with_token(self, token: str, new: str) -> SignedIn:
         """A one-time set-password link: the token names the user's token version, so it
@@ -139,17 +145,15 @@ class AccountService:
             raise InvalidSetPasswordToken(
                 "this set-password link is not valid or has expired; ask for a new one"
             ) from None
-        return await self._set(user_id, version, new, actor=user_id)
+        return await self._set(user_id, version, new, actor=user_id, via_link=True)
 
     async def _set(
-        self, user_id: uuid.UUID, version: int, new: str, *, actor: uuid.UUID
+        self, user_id: uuid.UUID, version: int, new: str, *, actor: uuid.UUID, via_link: bool
     ) -> SignedIn:
         async with self._db() as s:
             user = await s.get(User, user_id)
         if user is None or user.token_version != version:
-            raise InvalidSetPasswordToken(
-                "this set-password link was used or replaced; ask for a new one"
-            )
+            raise self._stale(via_link)
         if user.disabled:
             raise AccountDisabled("this account is disabled; ask an administrator")
         require_strong(new, user.username)
@@ -167,7 +171,7 @@ class AccountService:
                 )  # fmt: skip
             ).scalar_one_or_none()
             if changed is None:
-                raise InvalidSetPasswordToken("this link was used meanwhile; sign in")
+                raise self._stale(via_link)
             await self._ledger.record(
                 s, await db_now(s), chain=user_chain(user_id), type="password_changed",
                 source="candidate" if user.role == "student" else "staff", actor_id=actor,
@@ -176,6 +180,18 @@ class AccountService:
         principal = Principal(user.id, user.username, user.role, version + 1)  # type: ignore[arg-type]
         return SignedIn(
             self._tokens.issue(principal), principal, self._devices.issue(user.username)
+        )
+
+    @staticmethod
+    def _stale(via_link: bool) -> DomainError:
+        """The user's sign-ins changed since the proof was read (the link used, a reset, a
+        revocation, or another change of password at the same moment)."""
+        if via_link:
+            return InvalidSetPasswordToken(
+                "this set-password link was used or replaced; ask for a new one"
+            )
+        return Conflict(
+            "password_changed_meanwhile", "your password or sign-ins changed meanwhile; sign in"
         )
 
     async def _rehash(self, user: User, password: str) -> None:

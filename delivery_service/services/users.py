@@ -171,17 +171,27 @@ class UserService:
         rules.require_admin(actor, "change accounts")
         changes = patch.model_dump(exclude_unset=True)
         async with self._db() as s, s.begin():
+            # Lock the enabled admins (in id order, before the target, so two updates take
+            # their locks in the same order) and count them: two admins demoting each other
+            # at once must not both see the other still there.
+            admins = len(
+                (
+                    await s.scalars(
+                        select(User.id)
+                        .where(User.role == "admin", User.disabled.is_(False))
+                        .order_by(User.id)
+                        .with_for_update()
+                    )
+                ).all()
+            )
             user = await s.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFound("user", user_id)
             new_role = changes.get("role", user.role)
             new_disabled = changes.get("disabled", user.disabled)
-            admins = await s.scalar(
-                select(func.count(User.id)).where(User.role == "admin", User.disabled.is_(False))
-            )
             rules.require_admin_kept(
                 target_role=user.role, target_disabled=user.disabled,
-                new_role=new_role, new_disabled=new_disabled, admins=int(admins or 0),
+                new_role=new_role, new_disabled=new_disabled, admins=admins,
             )  # fmt: skip
             before = {k: getattr(user, k) for k in changes}
             ends_tokens = new_role != user.role or (new_disabled and not user.disabled)
@@ -198,16 +208,16 @@ class UserService:
     async def reset_password(
         self, actor: Principal, user_id: uuid.UUID, password: str | None
     ) -> Issued:
-        """A forgotten password: staff set a temporary one (the user must change it at next
-        sign-in) or, without one, the user gets a one-time link. Either way every token the
-        user holds ends, and so does any earlier link."""
-        rules.require_staff(actor, "reset passwords")
-        async with self._db() as s:
-            target = await self._visible(s, actor, user_id)
-            teaches = actor.role == "teacher" and target.id != actor.user_id
-        rules.require_may_reset(actor, target_role=target.role, teaches_target=teaches)
+        """A forgotten password (an admin's): a temporary one the user must change at next
+        sign-in or, without one, a one-time link. Either way every token the user holds ends,
+        and so does any earlier link."""
+        rules.require_admin(actor, "reset passwords")
         if password is not None:
-            require_strong(password, target.username)
+            async with self._db() as s:
+                username = await s.scalar(select(User.username).where(User.id == user_id))
+            if username is None:
+                raise NotFound("user", user_id)
+            require_strong(password, username)
         hashed = await self._hash(password)
         async with self._db() as s, s.begin():
             user = await s.get(User, user_id, with_for_update=True)

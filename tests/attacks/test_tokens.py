@@ -233,7 +233,7 @@ async def test_account_changes_over_rest_close_the_users_open_socket(world: Worl
         )
 
     async def reset() -> None:
-        await world.teacher.post(f"/users/{student_id}/password", {"password": "a reset phrase"})
+        await world.admin.post(f"/users/{student_id}/password", {"password": "a reset phrase"})
 
     async def disable() -> None:
         await world.admin.patch(f"/users/{student_id}", {"disabled": True})

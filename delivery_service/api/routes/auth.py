@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import (
     CurrentUser,
+    NoStore,
     RuntimeDep,
     SignedInUser,
     bearer,
@@ -61,7 +62,7 @@ class TicketOut(BaseModel):
     expires_in: int
 
 
-@router.post("/auth/login", response_model=LoginOut)
+@router.post("/auth/login", response_model=LoginOut, dependencies=[NoStore])
 async def login(
     body: LoginIn, runtime: RuntimeDep, request: Request, response: Response
 ) -> LoginOut:
@@ -100,7 +101,7 @@ async def me(user: SignedInUser) -> MeOut:
     )
 
 
-@router.post("/auth/password", response_model=PasswordChangeOut)
+@router.post("/auth/password", response_model=PasswordChangeOut, dependencies=[NoStore])
 async def change_password(
     body: PasswordChangeIn, runtime: RuntimeDep, request: Request, response: Response
 ) -> LoginOut:
@@ -113,9 +114,8 @@ async def change_password(
         signed_in = await runtime.accounts.set_password_with_token(body.token, body.new_password)
     else:
         user = await signed_in_user(runtime, await bearer(request))
-        assert body.current_password is not None  # the model requires one of the two
         signed_in = await runtime.accounts.change_password(
-            user, body.current_password, body.new_password, source=source
+            user, body.current_password or "", body.new_password, source=source
         )
     _set_device_cookie(signed_in, request, response)
     return _login_out(signed_in, runtime.tokens.ttl_seconds)
@@ -143,7 +143,7 @@ def _set_device_cookie(signed_in: SignedIn, request: Request, response: Response
     )
 
 
-@router.post("/ws-tickets", response_model=TicketOut, status_code=201)
+@router.post("/ws-tickets", response_model=TicketOut, status_code=201, dependencies=[NoStore])
 async def issue_ticket(
     user: CurrentUser, runtime: RuntimeDep, request: Request, body: TicketIn | None = None
 ) -> TicketOut:

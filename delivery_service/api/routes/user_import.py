@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from delivery_service.api.deps import CurrentUser, RuntimeDep
+from delivery_service.api.deps import CurrentUser, NoStore, RuntimeDep
 from delivery_service.api.errors import ApiError
 from delivery_service.domain.errors import Unprocessable
 from delivery_service.read_models.user_import import ImportReport
@@ -36,6 +36,7 @@ _BODY = {
 @router.post(
     "/import",
     response_model=ImportReport,
+    dependencies=[NoStore],
     openapi_extra={"requestBody": _BODY},
     responses={
         415: {"description": "neither a CSV body nor a multipart upload (`unsupported_media_type`)"}

@@ -1,5 +1,5 @@
-"""Accounts: staff find, create and look after users (an admin everyone; a teacher creates
-students and resets the passwords of the students they teach)."""
+"""Accounts: staff find and create users (an admin anyone; a teacher students), and an
+admin looks after them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from delivery_service.api.deps import CurrentUser, RuntimeDep
+from delivery_service.api.deps import CurrentUser, NoStore, RuntimeDep
 from delivery_service.domain.principal import Role
 from delivery_service.read_models.users import AccountOut, account_out
 from delivery_service.schemas.users import PasswordResetIn, UserIn, UserPatch
@@ -67,7 +67,7 @@ async def list_users(
     return [account_out(u) for u in page.users]
 
 
-@router.post("", response_model=IssuedOut, status_code=201)
+@router.post("", response_model=IssuedOut, status_code=201, dependencies=[NoStore])
 async def create_user(body: UserIn, user: CurrentUser, runtime: RuntimeDep) -> IssuedOut:
     """An admin creates any account; a teacher students (enrolled in classes they teach).
     Without a password the answer carries a one-time set-password token, shown once."""
@@ -89,13 +89,12 @@ async def update_user(
     return account_out(await runtime.users.update(user, user_id, body))
 
 
-@router.post("/{user_id}/password", response_model=ResetOut)
+@router.post("/{user_id}/password", response_model=ResetOut, dependencies=[NoStore])
 async def reset_password(
     user_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, body: PasswordResetIn | None = None
 ) -> ResetOut:
-    """A forgotten password (an admin, or a teacher for a student they teach): a temporary
-    one the user must change at next sign-in, or a one-time set-password token. Ends every
-    token the user holds."""
+    """A forgotten password (admin): a temporary one the user must change at next sign-in,
+    or a one-time set-password token. Ends every token the user holds."""
     password = body.password if body else None
     issued = await runtime.users.reset_password(user, user_id, password)
     return ResetOut(must_change_password=issued.user.must_change_password, **_link(issued))

@@ -79,7 +79,7 @@ function row(user) {
   if (me.role === "admin" && user.id !== me.id) {
     actions.append(button(user.disabled ? "Enable" : "Disable", () => setDisabled(user, !user.disabled)));
   }
-  if (user.id !== me.id && (me.role === "admin" || user.role === "student")) {
+  if (me.role === "admin" && user.id !== me.id) {
     actions.append(button("Reset password", () => reset(user)));
   }
   return tr;
