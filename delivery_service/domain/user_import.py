@@ -379,7 +379,9 @@ def _update(
         changes.append("role")
     if user.display_name != row.display_name:
         changes.append("display_name")
-    if row.password is not None and not same_password:
+    if row.password is not None and user.must_change_password and not same_password:
+        # Only a temporary password (an admin's, an import's) is replaced: one the user chose
+        # stays theirs, whatever a file says.
         changes.append("password")
         password = "set"
     elif row.password is None and reissue and user.must_change_password:

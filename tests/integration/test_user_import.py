@@ -26,7 +26,7 @@ from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, LedgerEvent, User
 from tests.integration.conftest import World
 from tests.integration.test_cli import examserver
-from tests.support import HOMEROOM, PASSWORD, TEST_SECRET, Api, add_user
+from tests.support import HOMEROOM, TEST_SECRET, Api, add_user
 
 HEADER = "username,display_name,role,class,password\n"
 CHOSEN = "violet harbour lantern"
@@ -237,16 +237,26 @@ async def test_a_teacher_imports_students_into_their_classes_only(world: World) 
 
 
 async def test_changing_a_users_password_or_role_ends_their_tokens(world: World) -> None:
+    line = HEADER + f"student1,Student1,student,Homeroom,{CHOSEN}\n"
+    # A password the user chose is theirs: a file neither checks nor replaces it.
+    kept = await send(world.admin, line)
+    (row,) = kept.json()["rows"]
+    assert (row["action"], row["changes"], row["password"]) == ("unchanged", [], None)
     await world.student.get("/auth/me")
-    reply = await send(world.admin, HEADER + f"student1,Student1,student,Homeroom,{CHOSEN}\n")
+    # A temporary one (an admin's reset) is replaced, and the sign-in made with it ends.
+    student_id = (await world.student.get("/auth/me"))["id"]
+    await world.admin.post(f"/users/{student_id}/password", {"password": "a temporary phrase"})
+    temporary = await Api.login(world.base_url, "student1", "a temporary phrase")
+    reply = await send(world.admin, line)
     assert reply.status_code == 200, reply.text
     (row,) = reply.json()["rows"]
     assert (row["action"], row["changes"], row["password"]) == ("update", ["password"], "set")
-    revoked = await world.student.http.get("/auth/me")
+    revoked = await temporary.http.get("/auth/me")
+    await temporary.close()
     assert revoked.status_code == 401
     assert revoked.json()["error"]["code"] == "token_revoked"
     with pytest.raises(httpx.HTTPStatusError):
-        await Api.login(world.base_url, "student1", PASSWORD)
+        await Api.login(world.base_url, "student1", "a temporary phrase")
     relogged = await Api.login(world.base_url, "student1", CHOSEN)
     await relogged.close()
     # a display name alone changes no token
@@ -486,3 +496,20 @@ async def test_the_import_has_its_own_body_limit(
             assert (await send(api, HEADER + "ok,Ok,student,,\n", dry_run=True)).status_code == 200
         finally:
             await api.close()
+
+
+async def test_a_dry_run_tells_nobody_whether_a_guess_is_a_users_password(world: World) -> None:
+    """A teacher who does not teach student1 cannot learn their (temporary) password by
+    trying guesses in dry runs: the right guess and a wrong one get the same answer."""
+    student_id = (await world.student.get("/auth/me"))["id"]
+    await world.admin.post(f"/users/{student_id}/password", {"password": "a temporary phrase"})
+
+    async def dry(guess: str) -> object:
+        reply = await world.teacher2.http.post(
+            "/users/import", params={"dry_run": "true"},
+            content=HEADER + f"student1,Student1,student,,{guess}\n",
+            headers={"content-type": "text/csv"},
+        )  # fmt: skip
+        return [(r["action"], r["code"], r["changes"]) for r in reply.json()["rows"]]
+
+    assert await dry("a temporary phrase") == await dry("a wrong guess of it")

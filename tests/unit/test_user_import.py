@@ -188,13 +188,22 @@ def test_a_row_that_matches_the_user_as_they_are_is_unchanged() -> None:
 
 
 def test_an_existing_user_is_updated_and_only_added_to_classes() -> None:
-    ada = student(classes=frozenset({"8a"}))
+    ada = student(classes=frozenset({"8a"}), must_change_password=True)
     (outcome,) = decide(
         HEADER + f"ada,Ada King,student,7B;8A,{GOOD}\n", existing={"ada": ada}, same={2: False}
     )
     assert outcome.action == "update"
     assert outcome.changes == ("display_name", "password", "classes")
     assert (outcome.classes_added, outcome.password) == (("7B",), "set")
+
+
+def test_a_password_the_user_chose_is_never_replaced_by_a_file() -> None:
+    (outcome,) = decide(
+        HEADER + f"ada,Ada Lovelace,student,7B,{GOOD}\n",
+        existing={"ada": student(must_change_password=False)},
+        same={2: False},
+    )
+    assert (outcome.action, outcome.changes, outcome.password) == ("unchanged", (), None)
 
 
 def test_an_existing_user_without_a_password_in_the_file_keeps_theirs() -> None:

@@ -75,7 +75,8 @@ async def read_facts(
                     taught_by_actor=bool(student_of[u.id] & taught_active),
                     must_change_password=u.must_change_password,
                 )
-                if u.username in with_password:
+                # A password the user chose is never compared nor replaced by an import.
+                if u.username in with_password and u.must_change_password:
                     hashes[u.username] = u.password_hash
     classes: dict[str, list[uuid.UUID]] = {}
     for ident, key in names.items():

@@ -140,7 +140,15 @@ class UserImports:
     ) -> ImportReport:
         by_line = {row.line: row for row in parsed.rows}
         facts = await read_facts(self._db, principal, parsed)
-        same = await self._same_passwords(pool, parsed.rows, facts.hashes)
+        # Compared only where the importer may change the user anyway, and only while the
+        # password is still a temporary one someone set: otherwise a dry run would tell any
+        # teacher whether a guess is a student's password (facts.hashes holds no others).
+        comparable = {
+            name: stored
+            for name, stored in facts.hashes.items()
+            if principal.role == "admin" or facts.existing[name].taught_by_actor
+        }
+        same = await self._same_passwords(pool, parsed.rows, comparable)
         decided = plan(
             parsed,
             actor=principal,
