@@ -28,7 +28,7 @@ import httpx2
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -269,11 +269,20 @@ class OidcSignIn:
         return dict(claims)
 
     async def _principal(self, claims: Mapping[str, Any]) -> tuple[Principal, bool]:
-        """The user the claims name, created if allowed; refused when disabled or when their
+        """The user bound to the provider account (issuer and `sub`); at the first sign-in,
+        the user the matching claim names, bound from then on, or created if allowed.
+        Refused when that user is bound to another provider account, disabled, or when their
         role cannot be decided."""
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise SignInRefused("oidc_token_invalid", "the provider's token names no subject")
+        subject = f"{self.issuer} {claims['sub']}"
         username = self.rules.username(claims)
         created = False
-        user = await self._user(username)
+        user = await self._bound(subject)
+        if user is None:
+            user = await self._user(username)
+            if user is not None:
+                await self._bind(user, subject)
         if user is None:
             if not self._create_users:
                 raise SignInRefused(
@@ -281,7 +290,7 @@ class OidcSignIn:
                     f"there is no account for {username!r} here; ask an administrator",
                 )
             role = self.rules.role_of_new(claims)
-            user, created = await self._create(username, claims, role)
+            user, created = await self._create(username, claims, role, subject)
         else:
             self.rules.role_of_existing(claims, user.role)  # type: ignore[arg-type]
         if user.disabled:
@@ -291,13 +300,36 @@ class OidcSignIn:
         role_now: Role = user.role  # type: ignore[assignment]
         return Principal(user.id, user.username, role_now, user.token_version), created
 
+    async def _bound(self, subject: str) -> User | None:
+        async with self._db() as s:
+            user: User | None = await s.scalar(select(User).where(User.oidc_subject == subject))
+            return user
+
+    async def _bind(self, user: User, subject: str) -> None:
+        """Bind `user` to the provider account, unless another one already is: once bound,
+        a provider user who renames themselves to this username is refused, not let in."""
+        async with self._db() as s, s.begin():
+            bound = await s.execute(
+                update(User)
+                .where(User.id == user.id, User.oidc_subject.is_(None))
+                .values(oidc_subject=subject)
+            )
+        if bound.rowcount == 0:  # type: ignore[attr-defined]
+            raise SignInRefused(
+                "oidc_account_bound_elsewhere",
+                f"the account {user.username!r} is bound to another sign-in at the provider; "
+                "ask an administrator",
+            )
+        log.info("bound user %s to an OpenID account at their first OpenID sign-in",
+                 user.username)  # fmt: skip
+
     async def _user(self, username: str) -> User | None:
         async with self._db() as s:
             user: User | None = await s.scalar(select(User).where(User.username == username))
             return user
 
     async def _create(
-        self, username: str, claims: Mapping[str, Any], role: Role
+        self, username: str, claims: Mapping[str, Any], role: Role, subject: str
     ) -> tuple[User, bool]:
         try:
             async with self._db() as s, s.begin():
@@ -307,6 +339,7 @@ class OidcSignIn:
                     password_hash=NO_PASSWORD,
                     role=role,
                     created_at=await db_now(s),
+                    oidc_subject=subject,
                 )
                 s.add(user)
             log.info("created user %s (%s) at their first OpenID sign-in", username, role)
@@ -315,6 +348,11 @@ class OidcSignIn:
             existing = await self._user(username)
             if existing is None:
                 raise
+            if existing.oidc_subject != subject:
+                raise SignInRefused(
+                    "oidc_account_bound_elsewhere",
+                    f"the account {username!r} is bound to another sign-in at the provider",
+                ) from None
             self.rules.role_of_existing(claims, existing.role)  # type: ignore[arg-type]
             return existing, False
 

@@ -55,6 +55,9 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The OpenID provider account ("<issuer> <sub>") bound at the user's first OpenID sign-in:
+    # later sign-ins match on it, not on a claim the provider's user may be able to change.
+    oidc_subject: Mapped[str | None] = mapped_column(String(600), unique=True)
 
 
 class Test(Base):

@@ -482,3 +482,41 @@ async def test_a_flow_started_on_one_server_finishes_on_another(
         assert (await me(first.url, landing.token))["id"] == str(student)
         replay = await browser.callback(callback)
     assert replay.error == "oidc_state_invalid"
+
+
+async def test_a_provider_user_renamed_to_a_bound_username_is_refused(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    provider: StandInProvider,
+) -> None:
+    """The first OpenID sign-in binds the account to the provider's subject; later sign-ins
+    match on it, so another provider user who renames themselves to that username (the
+    default matching claim, preferred_username, is often theirs to edit) is refused, and the
+    bound user still gets in after renaming themselves."""
+    student_id = await add_user(sessions, "student1")
+    async with server(settings, provider) as served:
+        provider.user = {"sub": "real-1", "preferred_username": "student1"}
+        first = Browser()
+        try:
+            assert (await me(served.url, (await first.sign_in(served.url, "/")).token))["id"] == (
+                str(student_id)
+            )
+        finally:
+            await first.close()
+
+        provider.user = {"sub": "impostor-7", "preferred_username": "student1"}
+        impostor = Browser()
+        try:
+            landing = await impostor.sign_in(served.url, "/")
+        finally:
+            await impostor.close()
+        assert landing.error == "oidc_account_bound_elsewhere"
+        assert "oidc_token" not in landing.fragment
+
+        provider.user = {"sub": "real-1", "preferred_username": "student.one"}
+        again = Browser()
+        try:
+            signed_in = await me(served.url, (await again.sign_in(served.url, "/")).token)
+        finally:
+            await again.close()
+        assert (signed_in["id"], signed_in["username"]) == (str(student_id), "student1")

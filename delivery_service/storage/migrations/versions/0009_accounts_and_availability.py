@@ -1,5 +1,6 @@
 """accounts and who may take what, when: users who must change their password at next sign-in
-(an admin reset it, or it was generated on import); a test's audience (`assigned_to`, class
+(an admin reset it, or it was generated on import), and the OpenID provider account a user is
+bound to (`oidc_subject`, issuer and subject); a test's audience (`assigned_to`, class
 ids), window (`opens_at`/`closes_at`), access password and allowed client networks
 
 Tests written before this revision get an empty audience: staff only, until a teacher assigns
@@ -31,6 +32,8 @@ def upgrade() -> None:
                 "must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()
             )
         )
+        batch.add_column(sa.Column("oidc_subject", sa.String(600), nullable=True))
+        batch.create_unique_constraint("uq_users_oidc_subject", ["oidc_subject"])
     with op.batch_alter_table("tests") as batch:
         batch.add_column(sa.Column("assigned_to", JSON, nullable=False, server_default="[]"))
         batch.add_column(sa.Column("opens_at", sa.DateTime(timezone=True), nullable=True))
@@ -46,4 +49,6 @@ def downgrade() -> None:
         ):  # fmt: skip
             batch.drop_column(column)
     with op.batch_alter_table("users") as batch:
+        batch.drop_constraint("uq_users_oidc_subject", type_="unique")
+        batch.drop_column("oidc_subject")
         batch.drop_column("must_change_password")
