@@ -1,5 +1,5 @@
 """What an import reads before it decides: the users the file names, their classes, and the
-active classes by name (domain/user_import.py decides on these)."""
+active classes by name (domain/user_import/ decides on these)."""
 
 from __future__ import annotations
 

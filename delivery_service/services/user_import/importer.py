@@ -1,5 +1,5 @@
 """Bulk import of users from CSV: read the facts the file's rows touch (facts.py), let the
-domain decide (domain/user_import.py), then hash here and write, one transaction per batch
+domain decide (domain/user_import/), then hash here and write, one transaction per batch
 (batch.py).
 
 Everything is checked before anything is written; a refused row refuses the import. Batches
