@@ -9,8 +9,15 @@ so a teacher's reset would let any teacher take over any student's account.
 
 from __future__ import annotations
 
+import re
+
 from delivery_service.domain.errors import Conflict, Forbidden
 from delivery_service.domain.principal import Principal, Role
+
+# What a username may be, wherever an account is made (the API, an import, an OpenID sign-in):
+# letters, digits and . _ @ + -, 1 to 64; a school's ids or an e-mail address, never a space,
+# so a CSV or a command line keeps it whole.
+USERNAME = re.compile(r"[\w.@+-]{1,64}")
 
 
 def require_may_create(actor: Principal, role: Role) -> None:

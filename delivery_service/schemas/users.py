@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from delivery_service.domain.accounts import USERNAME
 from delivery_service.domain.principal import Role
 from delivery_service.schemas.base import Id, StrictModel
 
-# Letters, digits and . _ @ + - : a school's ids, or an e-mail address (what an OpenID
-# provider's preferred_username often is). No spaces, so a CSV or a command line keeps them.
-USERNAME = r"^[\w.@+-]+$"
-
 
 class UserIn(StrictModel):
-    username: str = Field(min_length=1, max_length=64, pattern=USERNAME)
+    username: str = Field(min_length=1, max_length=64, pattern=f"^{USERNAME.pattern}$")
     display_name: str | None = Field(None, min_length=1, max_length=200)
     role: Role = "student"
     password: str | None = Field(

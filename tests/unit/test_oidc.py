@@ -72,6 +72,12 @@ def test_the_username_comes_from_the_configured_claim() -> None:
     assert refusal(lambda: RULES.username({"preferred_username": "x" * 65})) == (
         "oidc_claim_missing"
     )
+    # A name staff could not type in the console, a CSV or a command line is no username.
+    for unusable in ("Jane Doe", "tab\there", "semi;colon", ""):
+        assert refusal(lambda u=unusable: RULES.username({"preferred_username": u})) == (
+            "oidc_claim_missing"
+        )
+    assert RULES.username({"preferred_username": "jane.doe+exams@school.example"})
 
 
 def test_an_unverified_email_never_matches_a_user() -> None:

@@ -15,13 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from delivery_service.domain.accounts import USERNAME
 from delivery_service.domain.errors import Unprocessable
 from delivery_service.domain.principal import ROLES
 
 COLUMNS = ("username", "display_name", "role", "class", "password")
 REQUIRED = frozenset(COLUMNS) - {"password"}
-# The users API's rule (schemas/users.py): letters, digits and . _ @ + -, at most 64.
-USERNAME = re.compile(r"[\w.@+-]{1,64}")
 MAX_DISPLAY_NAME = 200  # users.display_name
 MAX_CLASS_NAME = 100  # classes.name
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
