@@ -304,7 +304,8 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
         if user is None or user.role not in ("admin", "teacher"):
             raise Forbidden(f"no staff user {username or '(admin)'} to act as")
         principal = Principal(user.id, user.username, user.role)  # type: ignore[arg-type]
-        catalog = CatalogService(db=db, ledger=Ledger(settings.ledger_key.encode()))
+        ledger = Ledger(settings.ledger_key.encode())
+        catalog = CatalogService(db=db, ledger=ledger, hash_cost=settings.password_hash_cost)
         return await use(catalog, principal)
     finally:
         await engine.dispose()
