@@ -1,10 +1,11 @@
 // REST calls with the stored token; errors become exceptions carrying the server's code.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details ?? {};
   }
 }
 
@@ -52,7 +53,7 @@ export class Api {
     const data = text ? JSON.parse(text) : null;
     if (!reply.ok) {
       const error = data?.error ?? {};
-      throw new ApiError(reply.status, error.code ?? "http_error", error.message ?? reply.statusText);
+      throw new ApiError(reply.status, error.code ?? "http_error", error.message ?? reply.statusText, error.details);
     }
     return data;
   }
