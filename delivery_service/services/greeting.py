@@ -102,9 +102,10 @@ class Greeter:
     async def admit(
         self, principal: Principal, session_id: uuid.UUID, arrival: Arrival
     ) -> Admission:
-        """Proctors (the class's teachers, admins) are admitted as such; enrolled students join,
-        with their connection recorded on their attempt's chain (or their place's, before they
-        have one). Anyone else: NotFound (students) or Forbidden (staff), as for REST."""
+        """Proctors (the class's teachers, admins) are admitted as such; enrolled students join
+        (from the paper's allowed networks), with their connection recorded on their attempt's
+        chain (or their place's, before they have one). Anyone else: NotFound (students) or
+        Forbidden (staff), as for REST."""
         work = Work()
         refused: seb.SebCheck | None = None
         refused_network = False
@@ -137,9 +138,9 @@ class Greeter:
                     await self._append(
                         s, principal, session_id, joining.attempt_id, kind, arrival.payload, now
                     )
-        if refused_network:  # likewise
+        if refused_network:  # the refusal is on the ledger: committed, then refused
             availability.require_network(row.allowed_networks, arrival.client)
-        if refused is not None:  # the refusal is on the ledger: committed, then refused
+        if refused is not None:  # likewise
             raise SebRequired(refused.code, refused.message)
         if joining is None:  # pragma: no cover - a student not refused has joined
             raise RuntimeError("a student was admitted without joining")
@@ -151,7 +152,8 @@ class Greeter:
         self, principal: Principal, attempt_id: uuid.UUID, arrival: Arrival
     ) -> None:
         """Only the attempt's candidate opens its socket (staff: Forbidden; anyone else is not
-        told it exists); the SEB check; the connection on the attempt's ledger chain."""
+        told it exists); the test's allowed networks; the SEB check; the connection (or its
+        refusal) on the attempt's ledger chain."""
         refused: seb.SebCheck | None = None
         async with self._db() as s, s.begin():
             dialect = s.get_bind().dialect.name

@@ -293,6 +293,35 @@ async def test_allowed_networks_guard_every_attempt_request_behind_the_trusted_p
     assert {r.payload["client"] for r in refusals} == {"127.0.0.1"}
 
 
+async def test_a_session_paper_with_allowed_networks_admits_its_students_only_from_them(
+    world: World,
+) -> None:
+    klass = await class_of(world, "Beacon 31", "student1")
+    paper = await world.new_test(assigned_to=[], allowed_networks=["10.99.0.0/16"])
+    session = await world.teacher.post(
+        "/sessions",
+        {"class_id": klass, "test_id": paper, "title": "Room 4", "scheduled_at": at(timedelta())},
+        expect=201,
+    )
+    sid = session["id"]
+    await world.teacher.post(f"/sessions/{sid}/start-waiting")
+    url = world.base_url.replace("http://", "ws://") + f"/api/v1/sessions/{sid}/ws?ticket="
+    async with Socket.open(url + await world.student.ticket()) as ws:
+        error = await ws.receive()
+        assert error["data"]["code"] == "network_not_allowed"
+        with pytest.raises(ConnectionClosed):
+            await ws.receive(timeout=5)
+        assert ws.connection.close_code == 4403
+    grid = await world.teacher.get(f"/sessions/{sid}/participants")
+    assert grid[0]["joined_at"] is None  # refused before joining
+    inside = {"X-Forwarded-For": "10.99.0.12"}
+    async with Socket.open(url + await world.student.ticket(), additional_headers=inside) as ws:
+        await ws.until("state_sync_response")
+    # The proctor is staff: not held to the candidates' networks.
+    async with Socket.open(url + await world.teacher.ticket()) as ws:
+        await ws.until("state_sync_response")
+
+
 async def test_an_untrusted_proxys_forwarded_address_is_ignored(
     world: World, settings: Settings
 ) -> None:
