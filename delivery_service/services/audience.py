@@ -23,7 +23,7 @@ from delivery_service.domain.sessions import require_active_class
 from delivery_service.live.guesses import PasswordGuesses
 from delivery_service.security.passwords import hash_password, verify_password
 from delivery_service.services.access import membership
-from delivery_service.storage.models import Class, ClassStudent, GroupSession
+from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, GroupSession
 
 
 class TooManyGuesses(DomainError):
@@ -43,6 +43,23 @@ async def student_classes(s: AsyncSession, user_id: uuid.UUID) -> frozenset[str]
         .where(ClassStudent.user_id == user_id, Class.state == "active")
     )
     return frozenset(str(class_id) for class_id in rows)
+
+
+async def taught_classes(s: AsyncSession, user_id: uuid.UUID) -> frozenset[str]:
+    """The classes a teacher teaches, as the strings `assigned_to` holds."""
+    rows = await s.scalars(select(ClassTeacher.class_id).where(ClassTeacher.user_id == user_id))
+    return frozenset(str(class_id) for class_id in rows)
+
+
+async def seen_classes(s: AsyncSession, principal: Principal) -> frozenset[str] | None:
+    """Which of a test's audience `principal` is shown (None: all of it, for an admin): a
+    teacher the classes they teach, a student their active classes. Other classes' ids are
+    their staff's business."""
+    if principal.role == "admin":
+        return None
+    if principal.is_staff:
+        return await taught_classes(s, principal.user_id)
+    return await student_classes(s, principal.user_id)
 
 
 async def reservation_of(

@@ -16,7 +16,7 @@ from delivery_service.domain.principal import Principal
 from delivery_service.domain.timing import iso
 from delivery_service.read_models.tests import TestOut
 from delivery_service.schemas.tests import AvailabilityIn
-from delivery_service.services.audience import AccessPasswords, require_assignable
+from delivery_service.services.audience import AccessPasswords, require_assignable, seen_classes
 from delivery_service.services.evidence import Observations
 from delivery_service.services.listing import describe_test
 from delivery_service.storage.database import db_now
@@ -82,9 +82,9 @@ class AvailabilityService:
 
     async def set(self, principal: Principal, test_id: uuid.UUID, spec: AvailabilityIn) -> TestOut:
         """Replace a test's audience, window and networks, and set, clear or keep its access
-        password. An admin may; a teacher only for a test they wrote, and only adding classes
-        they teach. Recorded on the test's ledger chain (`availability_changed`, the password
-        as whether one is set, never its hash)."""
+        password. An admin may; a teacher only for a test they wrote, and of its audience only
+        the classes they teach (others stay as they are). Recorded on the test's ledger chain
+        (`availability_changed`, the password as whether one is set, never its hash)."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins change a test's availability")
         new_hash = await self._passwords.hash(spec.password) if spec.password else None
@@ -95,8 +95,11 @@ class AvailabilityService:
             if principal.role != "admin" and test.created_by != principal.user_id:
                 raise Forbidden("only the test's author or an admin can change its availability")
             await require_assignable(s, principal, spec.assigned_to, before=test.assigned_to)
+            seen = await seen_classes(s, principal)
+            # A teacher sees (and so replaces) only the classes they teach; the others stay.
+            kept = [c for c in test.assigned_to if seen is not None and c not in seen]
             before = _public(test)
-            test.assigned_to = [str(c) for c in spec.assigned_to]
+            test.assigned_to = kept + [str(c) for c in spec.assigned_to if str(c) not in kept]
             test.opens_at = spec.opens_at
             test.closes_at = spec.closes_at
             test.allowed_networks = list(spec.allowed_networks)
@@ -119,7 +122,7 @@ class AvailabilityService:
                     else "kept",
                 },
             )
-            return await describe_test(s, test, principal, now=now)
+            return await describe_test(s, test, principal, now=now, seen=seen)
 
 
 def _public(test: Test) -> dict[str, Any]:

@@ -18,7 +18,11 @@ from delivery_service.read_models.tests import QtiImportOut, QtiProblem, TestOut
 from delivery_service.schemas.tests import TestIn
 from delivery_service.services.access import sessions_taught_by
 from delivery_service.services.adaptive import calibrated
-from delivery_service.services.audience import hash_access_password, require_assignable
+from delivery_service.services.audience import (
+    hash_access_password,
+    require_assignable,
+    seen_classes,
+)
 from delivery_service.services.bank import (
     available_items,
     candidate_of,
@@ -64,7 +68,8 @@ class CatalogService:
             test = await add_test(
                 s, spec, created_by=principal.user_id, password_hash=password_hash
             )
-            return await describe_test(s, test, principal, now=await db_now(s))
+            seen = await seen_classes(s, principal)
+            return await describe_test(s, test, principal, now=await db_now(s), seen=seen)
 
     async def import_qti(
         self, principal: Principal, data: bytes, *, all_or_nothing: bool = False
@@ -200,7 +205,8 @@ class CatalogService:
                 actor_id=principal.user_id,
                 payload={"test_id": str(test.id), "before": before, "after": policy.public()},
             )
-            return await describe_test(s, test, principal, now=await db_now(s))
+            seen = await seen_classes(s, principal)
+            return await describe_test(s, test, principal, now=await db_now(s), seen=seen)
 
     async def list_tests(self, principal: Principal) -> list[TestOut]:
         """Staff: every test; a student: theirs, open now or upcoming (services/listing.py)."""

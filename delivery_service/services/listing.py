@@ -1,6 +1,7 @@
 """A test as a caller sees it (`TestOut`), and which tests a caller is shown.
 
-Staff see every test with everything about it; a candidate sees a test only when it is theirs
+Staff see every test with everything about it, except that of its audience a teacher sees only
+the classes they teach (admins all); a candidate sees a test only when it is theirs
 (domain/availability.py): never its items' answers, its blueprint, its policies or its
 networks, and of its audience only their own classes.
 """
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from delivery_service.domain import availability as rules
 from delivery_service.domain.principal import Principal
 from delivery_service.read_models.tests import ItemOut, TestOut
-from delivery_service.services.audience import reserved_tests, student_classes
+from delivery_service.services.audience import reserved_tests, seen_classes
 from delivery_service.services.bank import definition_of
 from delivery_service.storage.database import db_now
 from delivery_service.storage.models import GroupSession, Item, Test
@@ -31,16 +32,17 @@ async def visible_tests(s: AsyncSession, principal: Principal) -> list[TestOut]:
     now = await db_now(s)
     tests = list(await s.scalars(select(Test).order_by(Test.created_at.desc())))
     reserved = await reserved_tests(s)
+    seen = await seen_classes(s, principal)
     if principal.is_staff:
         return [
             await describe_test(
-                s, t, principal, now=now, reserved=t.id in reserved, with_items=False
+                s, t, principal, now=now, seen=seen, reserved=t.id in reserved, with_items=False
             )
             for t in tests
         ]
-    classes = await student_classes(s, principal.user_id)
+    classes = seen or frozenset()
     return [
-        await describe_test(s, t, principal, now=now, classes=classes, with_items=False)
+        await describe_test(s, t, principal, now=now, seen=classes, with_items=False)
         for t in tests
         if rules.listed(t, classes=classes, reserved=t.id in reserved, now=now)
     ]
@@ -49,11 +51,10 @@ async def visible_tests(s: AsyncSession, principal: Principal) -> list[TestOut]:
 async def visible_test(s: AsyncSession, principal: Principal, test: Test) -> TestOut:
     """One test; a student outside its audience is told it does not exist (404)."""
     now = await db_now(s)
-    if principal.is_staff:
-        return await describe_test(s, test, principal, now=now)
-    classes = await student_classes(s, principal.user_id)
-    rules.require_visible(test, classes)
-    return await describe_test(s, test, principal, now=now, classes=classes)
+    seen = await seen_classes(s, principal)
+    if not principal.is_staff:
+        rules.require_visible(test, seen or frozenset())
+    return await describe_test(s, test, principal, now=now, seen=seen)
 
 
 async def describe_test(
@@ -62,12 +63,12 @@ async def describe_test(
     principal: Principal,
     *,
     now: datetime,
-    classes: Collection[str] = (),
+    seen: Collection[str] | None = None,
     reserved: bool | None = None,
     with_items: bool = True,
 ) -> TestOut:
-    """The test for `principal` at `now`; `classes`: a student's active classes (their part of
-    the audience is shown); `reserved`: whether a session uses it, if already known (staff)."""
+    """The test for `principal` at `now`. `seen`: the classes of its audience they are shown
+    (None: all; audience.seen_classes); `reserved`: whether a session uses it, if known."""
     staff = principal.is_staff
     items = None
     if test.blueprint is not None:
@@ -92,7 +93,7 @@ async def describe_test(
     if staff and reserved is None:
         reserved = bool(await s.scalar(select(exists().where(GroupSession.test_id == test.id))))
     policy = policy_of(test.lockdown)
-    audience = [c for c in test.assigned_to if staff or c in classes]
+    audience = [c for c in test.assigned_to if seen is None or c in seen]
     return TestOut(
         id=test.id,
         title=test.title,

@@ -355,14 +355,26 @@ async def test_only_the_author_or_an_admin_changes_availability_and_it_is_on_the
     refused = await world.teacher2.put(path, {"assigned_to": [theirs["id"]]}, expect=403)
     assert refused["error"]["code"] == "forbidden"
     assert (await world.student.put(path, {}, expect=403))["error"]["code"] == "forbidden"
-    # The author may only add classes they teach (and may keep what an admin added).
+    # The author may only add classes they teach.
     refused = await world.teacher.put(path, {"assigned_to": [theirs["id"]]}, expect=403)
     assert refused["error"]["code"] == "forbidden"
     both = [HOMEROOM, theirs["id"]]
     assert (await world.admin.put(path, {"assigned_to": both}))["assigned_to"] == both
+    # Of the audience a teacher sees, and replaces, only the classes they teach: what an admin
+    # gave another class stays.
+    assert (await world.teacher.get(f"/tests/{test_id}"))["assigned_to"] == [HOMEROOM]
     window = {"opens_at": "2026-01-05T09:00:00+01:00", "closes_at": "2026-01-05T10:00:00Z"}
     changed = await world.teacher.put(
-        path, {"assigned_to": both, **window, "allowed_networks": ["2001:DB8::/48"]}
+        path, {"assigned_to": [HOMEROOM], **window, "allowed_networks": ["2001:DB8::/48"]}
+    )
+    assert changed["assigned_to"] == [HOMEROOM]
+    assert sorted((await world.admin.get(f"/tests/{test_id}"))["assigned_to"]) == sorted(both)
+    # Removing the teacher's own class leaves the admin's.
+    emptied = await world.teacher.put(path, {"assigned_to": []})
+    assert emptied["assigned_to"] == []
+    assert (await world.admin.get(f"/tests/{test_id}"))["assigned_to"] == [theirs["id"]]
+    changed = await world.teacher.put(
+        path, {"assigned_to": [HOMEROOM], **window, "allowed_networks": ["2001:DB8::/48"]}
     )
     assert (changed["opens_at"], changed["closes_at"]) == (
         "2026-01-05T08:00:00.000Z",
@@ -389,9 +401,9 @@ async def test_only_the_author_or_an_admin_changes_availability_and_it_is_on_the
                 .order_by(LedgerEvent.id)
             )
         )
-    assert [c.chain for c in changes] == [f"test:{test_id}"] * 2
-    assert changes[1].payload["after"]["allowed_networks"] == ["2001:db8::/48"]
-    assert changes[1].payload["password"] == "kept"
+    assert [c.chain for c in changes] == [f"test:{test_id}"] * 4
+    assert changes[-1].payload["after"]["allowed_networks"] == ["2001:db8::/48"]
+    assert changes[-1].payload["password"] == "kept"
     assert all(c.source == "staff" for c in changes)
 
 

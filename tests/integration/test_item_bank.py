@@ -218,6 +218,8 @@ async def test_qti_in_and_out_over_rest_and_the_cli(world: World, tmp_path: Any)
     assert imported["problems"] == []
     assert set(imported["items"].values()) == {"created"}
     test_id = imported["test_id"]
+    assert (await world.teacher.get(f"/tests/{test_id}"))["assigned_to"] == []  # staff only
+    await world.teacher.put(f"/tests/{test_id}/availability", FOR_HOMEROOM)
     started = await take(world, test_id)
     assert started["total_items"] == 6
     exported = await world.teacher.http.get(f"/tests/{test_id}/qti")
@@ -363,6 +365,7 @@ async def test_a_package_whose_test_the_server_refuses_still_imports_its_items(
     assert linear.status_code == 201, linear.text
     assert linear.json()["problems"] == []
     assert set(linear.json()["items"].values()) == {"unchanged"}
+    await world.teacher.put(f"/tests/{linear.json()['test_id']}/availability", FOR_HOMEROOM)
     started = await take(world, linear.json()["test_id"])
     assert started["items"][0]["item_id"].startswith("cat")
     assert started["items"][-1]["item_id"] == "final"
