@@ -52,12 +52,8 @@ function render(test) {
   form.hidden = false;
   const box = $("#classes");
   box.replaceChildren(box.querySelector("legend"));
-  const known = new Set(classes.map((c) => c.id));
-  const options = [
-    ...classes.map((c) => ({ id: c.id, label: `${c.name}${c.state === "archived" ? " (archived)" : ""}` })),
-    // Assigned by someone else (an admin) to a class this user does not see: kept as it is.
-    ...test.assigned_to.filter((id) => !known.has(id)).map((id) => ({ id, label: `another class (${id.slice(0, 8)}…)` })),
-  ];
+  // The caller's classes (a teacher's own; an admin's all): the part of the audience they set.
+  const options = classes.map((c) => ({ id: c.id, label: `${c.name}${c.state === "archived" ? " (archived)" : ""}` }));
   for (const option of options) {
     const label = document.createElement("label");
     const input = Object.assign(document.createElement("input"), {
