@@ -47,7 +47,7 @@ from delivery_service.storage.database import create_engine, create_sessionmaker
 from tests.chaos.threaded import ServerErrors, ServerThread
 from tests.conftest import TABLES, make_settings
 from tests.services import REDIS_URL, redis_problem, require
-from tests.support import HOMEROOM, Api, add_class, add_user, sample_test
+from tests.support import HOMEROOM, HOMEROOM_ID, Api, add_class, add_user, sample_test
 
 T = TypeVar("T")
 ROLES = ["admin", "teacher", "student", "anonymous"]
@@ -327,6 +327,10 @@ def test_creating_an_attempt_documents_the_200_it_answers_for_one_still_open(
     attempt that is still open; the OpenAPI document listed only 201."""
     seeded, _ = api
     body = {"test_id": seeded.ids["test_id"][0]}
+    with rest(api, "teacher") as teacher:
+        # The fuzzing above may have changed who may take the test, and when: open it again.
+        reset = {"assigned_to": [str(HOMEROOM_ID)], "password": None}
+        teacher.put(f"/tests/{body['test_id']}/availability", json=reset).raise_for_status()
     with rest(api, "student") as student:
         first = student.post("/attempts", json=body)  # new, or the seeded one if still open
         again = student.post("/attempts", json=body)
