@@ -51,7 +51,7 @@ from delivery_service.security.passwords import hash_password
 from delivery_service.services.catalog import add_test
 from delivery_service.settings import Settings
 from delivery_service.storage.migrate import upgrade
-from delivery_service.storage.models import ResponseEvent, User
+from delivery_service.storage.models import Class, ClassStudent, ResponseEvent, User
 
 ITEMS = 5
 
@@ -84,10 +84,15 @@ async def seed(settings: Settings, attempts: int) -> list[tuple[str, str, str]]:
         ]
         s.add_all([teacher, *users])
         await s.flush()
+        # The candidates' class, which the test is assigned to (students take only those).
+        klass = Class(name=f"Answers {run}", state="active", created_by=teacher.id, created_at=now)
+        s.add(klass)
+        await s.flush()
+        s.add_all(ClassStudent(class_id=klass.id, user_id=u.id, enrolled_at=now) for u in users)
+        spec = choice_test(f"Answers {run}", items=ITEMS, time_limit_seconds=3 * 3600)
         test = await add_test(
-            s, choice_test(f"Answers {run}", items=ITEMS, time_limit_seconds=3 * 3600),
-            created_by=teacher.id,
-        )  # fmt: skip
+            s, spec.model_copy(update={"assigned_to": [klass.id]}), created_by=teacher.id
+        )
         test_id = test.id
     out = []
     for u in users:

@@ -135,6 +135,9 @@ async def self_paced(world: Any, port: int) -> list[SelfPaced]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as http:
         staff = {"Authorization": f"Bearer {world.tokens.issue(proctor)}"}
         body = choice_test("Self-paced bench").model_dump(mode="json")
+        # Assigned to the proctor's class (every candidate's: one proctor), so they may take it.
+        classes = (await http.get("/classes", headers=staff)).raise_for_status().json()
+        body["assigned_to"] = [c["id"] for c in classes]
         test = (await http.post("/tests", json=body, headers=staff)).raise_for_status().json()
         people = []
         for who, _ in world.candidates:

@@ -353,7 +353,12 @@ async def _with_catalog(settings: Settings, username: str | None, use: Any) -> A
 
     async with connected(settings) as offline:
         principal = await offline.staff(username)
-        return await use(CatalogService(db=offline.db, ledger=offline.ledger), principal)
+        return await use(
+            CatalogService(
+                db=offline.db, ledger=offline.ledger, hash_cost=settings.password_hash_cost
+            ),
+            principal,
+        )
 
 
 def run_import_users(args: argparse.Namespace) -> int:

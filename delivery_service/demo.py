@@ -1,6 +1,6 @@
-"""Demo data: users, a sample test to take self-paced, the class "Beacon 31" with every demo
-student, and a session of it (with its own paper) ready to open. Passwords are `demo`: for
-trying the server, never for a real exam."""
+"""Demo data: users, the class "Beacon 31" with every demo student, a sample test assigned to
+it to take self-paced, and a session of it (with its own paper) ready to open. Passwords are
+`demo`: for trying the server, never for a real exam."""
 
 from __future__ import annotations
 
@@ -91,10 +91,26 @@ async def seed_demo(db: async_sessionmaker[AsyncSession], *, hash_cost: int) -> 
         teacher = await s.scalar(select(User).where(User.username == "teacher"))
         if teacher is None:  # pragma: no cover - created just above
             raise RuntimeError("the demo teacher is missing")
-        if await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE)) is None:
-            await add_test(s, sample_test(), created_by=teacher.id)
-        # The session has a paper of its own: a test reserved for a session is not open
-        # self-paced, and the sample exam should be.
+        klass = await s.scalar(select(Class).where(Class.name == DEMO_CLASS))
+        new_class = klass is None
+        if klass is None:
+            klass = Class(name=DEMO_CLASS, description="Demo class", state="active",
+                          created_by=teacher.id, created_at=now)  # fmt: skip
+            s.add(klass)
+            await s.flush()
+            s.add(ClassTeacher(class_id=klass.id, user_id=teacher.id))
+            students = await s.scalars(select(User).where(User.role == "student"))
+            for student in students:
+                s.add(ClassStudent(class_id=klass.id, user_id=student.id, enrolled_at=now))
+        # The sample exam is assigned to the class, so its students can take it self-paced
+        # (a demo database from before test audiences existed gets the assignment too).
+        sample = await s.scalar(select(Test).where(Test.title == SAMPLE_TITLE))
+        if sample is None:
+            sample = await add_test(s, sample_test(), created_by=teacher.id)
+        if str(klass.id) not in sample.assigned_to:
+            sample.assigned_to = [*sample.assigned_to, str(klass.id)]
+        # The session has a paper of its own: a session's paper is never taken self-paced,
+        # and the sample exam should be.
         test = await s.scalar(select(Test).where(Test.title == SESSION_TEST_TITLE))
         if test is None:
             # The proctored paper shows the lockdown policy at work: fullscreen asked for, and a
@@ -104,15 +120,9 @@ async def seed_demo(db: async_sessionmaker[AsyncSession], *, hash_cost: int) -> 
                                                    ignore_absence_under_ms=2000, on_exceed="flag")}
             )  # fmt: skip
             test = await add_test(s, paper, created_by=teacher.id)
-        if await s.scalar(select(Class).where(Class.name == DEMO_CLASS)) is None:
-            klass = Class(name=DEMO_CLASS, description="Demo class", state="active",
-                          created_by=teacher.id, created_at=now)  # fmt: skip
-            s.add(klass)
-            await s.flush()
-            s.add(ClassTeacher(class_id=klass.id, user_id=teacher.id))
-            students = await s.scalars(select(User).where(User.role == "student"))
-            for student in students:
-                s.add(ClassStudent(class_id=klass.id, user_id=student.id, enrolled_at=now))
+        if new_class:
+            # Within the waiting room's lead time (EXAMSERVER_SESSION_OPEN_LEAD_MINUTES, 30),
+            # so the demo's proctor can open it at once.
             s.add(
                 GroupSession(
                     class_id=klass.id,

@@ -45,6 +45,10 @@ async def running_server(settings: Settings) -> AsyncIterator[Served]:
         ws_max_size=4 * settings.ws_max_message_bytes,
         ws_per_message_deflate=False,
         lifespan="on",
+        # As `examserver serve`: the client address the networks check reads comes from
+        # X-Forwarded-For only when a trusted proxy sent it.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from delivery_service.clock import ServerClock
 from delivery_service.live.bus import Bus
 from delivery_service.live.connection import create_redis
+from delivery_service.live.guesses import PasswordGuesses
 from delivery_service.live.keys import Keys
 from delivery_service.live.owners import Owners
 from delivery_service.live.presence import Presence
@@ -36,6 +37,8 @@ from delivery_service.security.device_cookies import DeviceCookies
 from delivery_service.security.tokens import TokenService
 from delivery_service.services.accounts import AccountService
 from delivery_service.services.attempts import AttemptContext, AttemptService
+from delivery_service.services.audience import AccessPasswords
+from delivery_service.services.availability import AvailabilityService, NetworkGate
 from delivery_service.services.bank import ItemBankService
 from delivery_service.services.catalog import CatalogService
 from delivery_service.services.classes import ClassService
@@ -79,6 +82,8 @@ class Runtime:
     users: UserService
     revocations: Revocations
     catalog: CatalogService
+    availability: AvailabilityService
+    networks: NetworkGate
     bank: ItemBankService
     attempts: AttemptService
     grading: GradingService
@@ -134,6 +139,15 @@ class Runtime:
             db=db, redis=redis, keys=keys, ttl_seconds=settings.token_recheck_seconds
         )
         item_cache = ItemCache()
+        passwords = AccessPasswords(
+            PasswordGuesses(
+                keys,
+                scripts,
+                max_failures=settings.access_password_max_failures,
+                window_seconds=settings.login_window_seconds,
+            ),
+            hash_cost=settings.password_hash_cost,
+        )
         attempts = AttemptService(
             AttemptContext(
                 db=db,
@@ -142,6 +156,7 @@ class Runtime:
                 items=item_cache,
                 grace=settings.grace,
                 ledger=ledger,
+                passwords=passwords,
                 metrics=metrics,
             )
         )
@@ -154,7 +169,9 @@ class Runtime:
             presence=presence,
             grace=settings.grace,
             ledger=ledger,
+            open_lead=settings.session_open_lead,
         )
+        evidence = Evidence(db=db, ledger=ledger, bus=bus, attempts=attempts)
         return cls(
             settings=settings,
             worker_id=secrets.token_hex(4),
@@ -192,7 +209,9 @@ class Runtime:
                 set_password_ttl_seconds=settings.set_password_link_hours * 3600,
             ),
             revocations=revocations,
-            catalog=CatalogService(db=db, ledger=ledger),
+            catalog=CatalogService(db=db, ledger=ledger, hash_cost=settings.password_hash_cost),
+            availability=AvailabilityService(db=db, ledger=ledger, passwords=passwords),
+            networks=NetworkGate(db=db, observations=evidence.observations),
             bank=ItemBankService(db=db, ledger=ledger),
             attempts=attempts,
             grading=GradingService(db=db, items=item_cache, attempts=attempts),
@@ -200,7 +219,7 @@ class Runtime:
             classes=ClassService(db=db),
             group_sessions=group_sessions,
             greeter=Greeter(db=db, group_sessions=group_sessions, attempts=attempts, ledger=ledger),
-            evidence=Evidence(db=db, ledger=ledger, bus=bus, attempts=attempts),
+            evidence=evidence,
             ledger=ledger,
             metrics=metrics,
             presence=presence,

@@ -143,6 +143,17 @@ class Settings(BaseSettings):
         2.0, description="after SIGTERM, how long /readyz answers 503 before shutting down"
     )
     grace_ms: int = Field(2000, description="network grace after a deadline, milliseconds")
+    session_open_lead_minutes: int = Field(
+        30,
+        ge=0,
+        description="how long before a session's scheduled time its waiting room may open",
+    )
+    access_password_max_failures: int = Field(
+        10,
+        ge=1,
+        description="wrong access passwords one student may try at one test per window "
+        "(LOGIN_WINDOW_SECONDS) before a pause",
+    )
     sweep_interval_seconds: float = 0.5
     expiry_lease_seconds: float = 30.0
     reconcile_interval_seconds: float = 30.0
@@ -197,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def grace(self) -> timedelta:
         return timedelta(milliseconds=self.grace_ms)
+
+    @property
+    def session_open_lead(self) -> timedelta:
+        return timedelta(minutes=self.session_open_lead_minutes)
 
     @property
     def is_sqlite(self) -> bool:

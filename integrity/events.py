@@ -44,6 +44,7 @@ RECONNECTED = "reconnect"
 SUPERSEDED = "connection_superseded"
 LATE_ANSWER_REFUSED = "late_answer_refused"
 SEB_CHECK_FAILED = "seb_check_failed"
+NETWORK_REFUSED = "network_refused"  # a request from outside the test's allowed networks
 
 # Decided by the server.
 ATTEMPT_CREATED = "attempt_created"

@@ -23,8 +23,18 @@ PASSWORD = "correct horse battery staple"
 HASH_COST = 2**8
 
 
+HOMEROOM = "Homeroom"
+# The fixtures' class of every test student: a fixed id, so `sample_test` can assign its tests
+# to it (a student takes a test self-paced only when it is assigned to one of their classes).
+HOMEROOM_ID = uuid.UUID("00000000-0000-4000-8000-00000000c1a5")
+FOR_HOMEROOM = {"assigned_to": [str(HOMEROOM_ID)]}
+
+
 def sample_test(**overrides: Any) -> dict[str, Any]:
+    """A four-question test, assigned to the fixtures' Homeroom class (override `assigned_to`
+    for another audience, or `[]` for staff only)."""
     spec: dict[str, Any] = {
+        **FOR_HOMEROOM,
         "title": "Integration test",
         "time_limit_seconds": 600,
         "navigation_mode": "nonlinear",
@@ -61,9 +71,6 @@ async def add_user(
         return user.id
 
 
-HOMEROOM = "Homeroom"
-
-
 async def add_class(
     sessions: async_sessionmaker[AsyncSession],
     name: str,
@@ -71,9 +78,16 @@ async def add_class(
     teachers: list[uuid.UUID],
     students: list[uuid.UUID],
 ) -> uuid.UUID:
+    """A class; the one named `HOMEROOM` gets `HOMEROOM_ID` (what `sample_test` assigns)."""
     async with sessions() as s, s.begin():
         now = datetime.now(UTC)
-        klass = Class(name=name, state="active", created_by=teachers[0], created_at=now)
+        klass = Class(
+            id=HOMEROOM_ID if name == HOMEROOM else uuid.uuid4(),
+            name=name,
+            state="active",
+            created_by=teachers[0],
+            created_at=now,
+        )
         s.add(klass)
         await s.flush()
         s.add_all(ClassTeacher(class_id=klass.id, user_id=t) for t in teachers)
@@ -111,6 +125,12 @@ class Api:
 
     async def patch(self, path: str, body: Any = None, expect: int | None = 200) -> Any:
         reply = await self.http.patch(path, json=body)
+        if expect is not None:
+            assert reply.status_code == expect, reply.text
+        return reply.json()
+
+    async def put(self, path: str, body: Any = None, expect: int | None = 200) -> Any:
+        reply = await self.http.put(path, json=body)
         if expect is not None:
             assert reply.status_code == expect, reply.text
         return reply.json()

@@ -47,6 +47,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "seb_key_invalid": 403,
     "ledger_staff_only": 403,
     "review_not_allowed": 403,
+    "password_required": 403,
+    "password_incorrect": 403,
+    "network_not_allowed": 403,
 }
 
 
@@ -79,7 +82,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "the body is not JSON, or nested too deeply to parse (`invalid_json`)",
         401: "not authenticated (`unauthorized`, `token_revoked`, `invalid_credentials`)",
         403: "not allowed (`forbidden`, `navigation_forbidden`, `pause_not_allowed`, "
-        "`seb_required`, `seb_key_invalid`)",
+        "`seb_required`, `seb_key_invalid`, `password_required`, `password_incorrect`, "
+        "`network_not_allowed`)",
         404: "not found, or not yours (`…_not_found`)",
         409: "conflicts with the current state (`invalid_transition`, `deadline_passed`, …)",
         422: "invalid input (`validation_error`, `invalid_response`, `unknown_item`, …)",

@@ -15,7 +15,7 @@ from statemachine import State, StateMachine
 
 from delivery_service.domain.attempt_machine import FINAL_STATES, OPEN_STATES, transition
 from delivery_service.domain.errors import Conflict
-from delivery_service.domain.timing import ms
+from delivery_service.domain.timing import iso, ms
 
 
 class SessionMachine(StateMachine):
@@ -61,6 +61,26 @@ def require_joinable(state: str) -> None:
     if state not in JOINABLE:
         raise Conflict(
             "session_not_joinable", f"the session is {state}; it cannot be joined", state=state
+        )
+
+
+def waiting_room_opens_at(scheduled_at: datetime, lead: timedelta) -> datetime:
+    """The earliest moment a session's waiting room may open: `lead` before its time."""
+    return scheduled_at - lead
+
+
+def require_waiting_room_due(scheduled_at: datetime, lead: timedelta, now: datetime) -> None:
+    """The schedule is kept: a waiting room (and so a start) hours before the announced time
+    would sit the paper before the candidates who trust the schedule arrive. Refused with the
+    moment it may open (`session_not_open_yet`, `opens_at`)."""
+    opens_at = waiting_room_opens_at(scheduled_at, lead)
+    if now < opens_at:
+        raise Conflict(
+            "session_not_open_yet",
+            f"the waiting room opens at {iso(opens_at)}, "
+            f"{int(lead.total_seconds() // 60)} minutes before the session",
+            opens_at=iso(opens_at),
+            scheduled_at=iso(scheduled_at),
         )
 
 

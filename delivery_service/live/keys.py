@@ -50,6 +50,10 @@ class Keys:
         """Login attempts from one browser that signed in before (its device cookie's id)."""
         return f"{self.prefix}:login:device:{device}"
 
+    def access_password(self, test_id: str, user_id: str) -> str:
+        """Access-password guesses of one student at one test (live/guesses.py)."""
+        return f"{self.prefix}:test:{test_id}:password:{user_id}"
+
     def token_version(self, user_id: str) -> str:
         """A cached copy of the user's token version ("off": disabled or gone)."""
         return f"{self.prefix}:user:{user_id}:tv"

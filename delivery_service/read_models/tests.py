@@ -41,6 +41,23 @@ class TestOut(BaseModel):
     )
     blueprint: Blueprint | None = Field(None, description="staff only")
     policies: Policies | None = Field(None, description="staff only")
+    assigned_to: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="the classes whose students may take it self-paced (a student sees only "
+        "their own among them); empty: staff only",
+    )
+    opens_at: UtcTime | None = None
+    closes_at: UtcTime | None = None
+    window: Literal["upcoming", "open", "closed"] = Field(
+        "open", description="where the server's clock is in [opens_at, closes_at) now"
+    )
+    password_required: bool = Field(False, description="starting an attempt needs its password")
+    allowed_networks: list[str] | None = Field(
+        None, description="staff only: the CIDR networks candidates may take it from ([]: any)"
+    )
+    reserved_for_session: bool | None = Field(
+        None, description="staff only: a proctored session uses it, so it is never self-paced"
+    )
 
 
 class BankItemOut(BaseModel):

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Forbidden, NotFound, Unprocessable
 from delivery_service.domain.principal import Principal
-from delivery_service.read_models.tests import ItemOut, QtiImportOut, QtiProblem, TestOut
+from delivery_service.read_models.tests import QtiImportOut, QtiProblem, TestOut
 from delivery_service.schemas.tests import TestIn
 from delivery_service.services.access import sessions_taught_by
 from delivery_service.services.adaptive import calibrated
+from delivery_service.services.audience import (
+    hash_access_password,
+    require_assignable,
+    seen_classes,
+)
 from delivery_service.services.bank import (
     available_items,
     candidate_of,
@@ -25,6 +30,7 @@ from delivery_service.services.bank import (
     save_to_bank,
     version_row,
 )
+from delivery_service.services.listing import describe_test, visible_test, visible_tests
 from delivery_service.storage.database import db_now
 from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import GroupSession, Item, Test
@@ -37,16 +43,33 @@ from test_assembly.rng import new_seed
 
 
 class CatalogService:
-    def __init__(self, *, db: async_sessionmaker[AsyncSession], ledger: Ledger) -> None:
+    def __init__(
+        self,
+        *,
+        db: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        hash_cost: int,
+    ) -> None:
         self._db = db
         self._ledger = ledger
+        self._hash_cost = hash_cost
 
     async def create(self, principal: Principal, spec: TestIn) -> TestOut:
+        """A new test by its author; its audience only of classes they may assign it to."""
         if not principal.is_staff:
             raise Forbidden("only teachers and admins create tests")
+        password_hash = (
+            await hash_access_password(spec.password, cost=self._hash_cost)
+            if spec.password
+            else None
+        )
         async with self._db() as s, s.begin():
-            test = await add_test(s, spec, created_by=principal.user_id)
-            return await self._out(s, test, principal)
+            await require_assignable(s, principal, spec.assigned_to)
+            test = await add_test(
+                s, spec, created_by=principal.user_id, password_hash=password_hash
+            )
+            seen = await seen_classes(s, principal)
+            return await describe_test(s, test, principal, now=await db_now(s), seen=seen)
 
     async def import_qti(
         self, principal: Principal, data: bytes, *, all_or_nothing: bool = False
@@ -182,68 +205,32 @@ class CatalogService:
                 actor_id=principal.user_id,
                 payload={"test_id": str(test.id), "before": before, "after": policy.public()},
             )
-            return await self._out(s, test, principal)
+            seen = await seen_classes(s, principal)
+            return await describe_test(s, test, principal, now=await db_now(s), seen=seen)
 
     async def list_tests(self, principal: Principal) -> list[TestOut]:
+        """Staff: every test; a student: theirs, open now or upcoming (services/listing.py)."""
         async with self._db() as s, s.begin():
-            tests = await s.scalars(select(Test).order_by(Test.created_at.desc()))
-            return [await self._out(s, t, principal, with_items=False) for t in tests]
+            return await visible_tests(s, principal)
 
     async def get(self, principal: Principal, test_id: uuid.UUID) -> TestOut:
         async with self._db() as s, s.begin():
             test = await s.get(Test, test_id)
             if test is None:
                 raise NotFound("test", test_id)
-            return await self._out(s, test, principal)
-
-    @staticmethod
-    async def _out(
-        s: AsyncSession, test: Test, principal: Principal, *, with_items: bool = True
-    ) -> TestOut:
-        items = None
-        if test.blueprint is not None:
-            count: int | None = Blueprint.model_validate(test.blueprint).form_length()
-        else:
-            count = await s.scalar(select(func.count()).where(Item.test_id == test.id))
-        if with_items and principal.is_staff:
-            rows = await s.scalars(
-                select(Item).where(Item.test_id == test.id).order_by(Item.position)
-            )
-            items = [
-                ItemOut(
-                    identifier=r.identifier,
-                    type=r.type,
-                    prompt=r.body["prompt"],
-                    choices=r.body.get("choices"),
-                    max_choices=r.body.get("max_choices"),
-                    correct=r.scoring.get("correct"),
-                    points=r.scoring.get("points"),
-                    definition=definition_of(r),
-                )
-                for r in rows
-            ]
-        policy = policy_of(test.lockdown)
-        return TestOut(
-            id=test.id,
-            title=test.title,
-            time_limit_seconds=test.time_limit_seconds,
-            navigation_mode=test.navigation_mode,
-            attempt_limit=test.attempt_limit,
-            allow_pause=test.allow_pause,
-            item_count=int(count or 0),
-            created_at=test.created_at,
-            items=items,
-            lockdown=policy.model_dump() if principal.is_staff else policy.public(),
-            blueprint=Blueprint.model_validate(test.blueprint)
-            if principal.is_staff and test.blueprint
-            else None,
-            policies=Policies.model_validate(test.policies or {}) if principal.is_staff else None,
-        )
+            return await visible_test(s, principal, test)
 
 
-async def add_test(s: AsyncSession, spec: TestIn, *, created_by: uuid.UUID) -> Test:
+async def add_test(
+    s: AsyncSession,
+    spec: TestIn,
+    *,
+    created_by: uuid.UUID,
+    password_hash: str | None = None,
+) -> Test:
     """Insert a test and its own items in the caller's transaction; refuse a blueprint the
-    items available now cannot fill (422 blueprint_unsatisfiable)."""
+    items available now cannot fill (422 blueprint_unsatisfiable). The caller checked that its
+    author may assign it to `spec.assigned_to` (audience.require_assignable)."""
     now = await db_now(s)
     test = Test(
         title=spec.title,
@@ -254,6 +241,11 @@ async def add_test(s: AsyncSession, spec: TestIn, *, created_by: uuid.UUID) -> T
         lockdown=spec.lockdown.model_dump(),
         blueprint=spec.blueprint.model_dump(mode="json") if spec.blueprint else None,
         policies=spec.policies.model_dump(mode="json"),
+        assigned_to=[str(c) for c in spec.assigned_to],
+        opens_at=spec.opens_at,
+        closes_at=spec.closes_at,
+        access_password_hash=password_hash,
+        allowed_networks=list(spec.allowed_networks),
         created_by=created_by,
         created_at=now,
     )

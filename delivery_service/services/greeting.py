@@ -28,6 +28,7 @@ from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 
+from delivery_service.domain import availability
 from delivery_service.domain.errors import Conflict, Forbidden, NotFound, SebRequired
 from delivery_service.domain.principal import Principal
 from delivery_service.read_models.attempts import AttemptView
@@ -39,6 +40,7 @@ from delivery_service.services.access import (
     sees,
 )
 from delivery_service.services.attempts import AttemptService
+from delivery_service.services.availability import network_refusal
 from delivery_service.services.evidence import seb_failure
 from delivery_service.services.sessions import GroupSessions, Joining, Work
 from delivery_service.storage.database import clock_column, clock_value
@@ -65,6 +67,8 @@ class Arrival:
     url: str
     headers: Mapping[str, str] = field(repr=False)
     seb_verified: bool = False
+    #: the client's address, as the trusted-proxy setting resolved it (the networks check)
+    client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,18 +102,26 @@ class Greeter:
     async def admit(
         self, principal: Principal, session_id: uuid.UUID, arrival: Arrival
     ) -> Admission:
-        """Proctors (the class's teachers, admins) are admitted as such; enrolled students join,
-        with their connection recorded on their attempt's chain (or their place's, before they
-        have one). Anyone else: NotFound (students) or Forbidden (staff), as for REST."""
+        """Proctors (the class's teachers, admins) are admitted as such; enrolled students join
+        (from the paper's allowed networks), with their connection recorded on their attempt's
+        chain (or their place's, before they have one). Anyone else: NotFound (students) or
+        Forbidden (staff), as for REST."""
         work = Work()
         refused: seb.SebCheck | None = None
+        refused_network = False
         joining: Joining | None = None
         async with self._db() as s:
             async with s.begin():
                 row, now, manager = await self._read(s, principal, session_id)
                 if manager:
                     return Admission(proctor=True)
-                if not arrival.seb_verified:
+                if not availability.network_allowed(row.allowed_networks, arrival.client):
+                    refused_network = True
+                    await self._append(
+                        s, principal, session_id, row.attempt_id, ev.NETWORK_REFUSED,
+                        network_refusal(arrival.client), now,
+                    )  # fmt: skip
+                elif not arrival.seb_verified:
                     check = seb.check(policy_of(row.lockdown), arrival.url, arrival.headers)
                     if not check.ok:
                         refused = check
@@ -117,7 +129,7 @@ class Greeter:
                             s, principal, session_id, None, ev.SEB_CHECK_FAILED,
                             seb_failure(check, arrival.url, row.test_id), now,
                         )  # fmt: skip
-                if refused is None:
+                if refused is None and not refused_network:
                     joining = await self._group.attendance.join_in(
                         s, principal, session_id, now, work,
                         state=row.state, attempt_id=row.attempt_id,
@@ -126,7 +138,9 @@ class Greeter:
                     await self._append(
                         s, principal, session_id, joining.attempt_id, kind, arrival.payload, now
                     )
-        if refused is not None:  # the refusal is on the ledger: committed, then refused
+        if refused_network:  # the refusal is on the ledger: committed, then refused
+            availability.require_network(row.allowed_networks, arrival.client)
+        if refused is not None:  # likewise
             raise SebRequired(refused.code, refused.message)
         if joining is None:  # pragma: no cover - a student not refused has joined
             raise RuntimeError("a student was admitted without joining")
@@ -138,7 +152,8 @@ class Greeter:
         self, principal: Principal, attempt_id: uuid.UUID, arrival: Arrival
     ) -> None:
         """Only the attempt's candidate opens its socket (staff: Forbidden; anyone else is not
-        told it exists); the SEB check; the connection on the attempt's ledger chain."""
+        told it exists); the test's allowed networks; the SEB check; the connection (or its
+        refusal) on the attempt's ledger chain."""
         refused: seb.SebCheck | None = None
         async with self._db() as s, s.begin():
             dialect = s.get_bind().dialect.name
@@ -152,14 +167,19 @@ class Greeter:
             now = clock_value(dialect, found.now)
             kind = ev.RECONNECTED if arrival.resumed else ev.CONNECTION_OPENED
             payload: Mapping[str, Any] = arrival.payload
-            if not arrival.seb_verified:
+            networks = found.allowed_networks if not principal.is_staff else []
+            if not availability.network_allowed(networks, arrival.client):
+                kind, payload = ev.NETWORK_REFUSED, network_refusal(arrival.client)
+            elif not arrival.seb_verified:
                 check = seb.check(policy_of(found.lockdown), arrival.url, arrival.headers)
                 if not check.ok:
                     refused = check
                     kind = ev.SEB_CHECK_FAILED  # instead of the connection, which is refused
                     payload = seb_failure(check, arrival.url, found.test_id)
             await self._append(s, principal, found.session_id, attempt_id, kind, payload, now)
-        if refused is not None:  # the refusal is on the ledger: committed, then refused
+        if kind == ev.NETWORK_REFUSED:  # the refusal is on the ledger: committed, then refused
+            availability.require_network(networks, arrival.client)
+        if refused is not None:  # likewise
             raise SebRequired(refused.code, refused.message)
 
     async def state(
@@ -262,6 +282,7 @@ def _statement(dialect: str) -> Select[Any]:
             sessions.c.created_by,
             sessions.c.created_at,
             tests.c.lockdown,
+            tests.c.allowed_networks,
             places.c.attempt_id,
             teaches,
             enrolled,
@@ -287,6 +308,7 @@ def _attempt_statement(dialect: str) -> Select[Any]:
             attempts.c.session_id,
             attempts.c.test_id,
             tests.c.lockdown,
+            tests.c.allowed_networks,
             clock_column(dialect),
         )
         .join(tests, tests.c.id == attempts.c.test_id)

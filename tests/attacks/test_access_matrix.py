@@ -25,7 +25,7 @@ from tests.integration.conftest import World
 from tests.support import Api, Socket, add_user, sample_test
 
 ESSAY = {"identifier": "essay", "type": "extended_text", "prompt": "Explain.", "points": 4}
-SOON = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+SOON = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()  # its waiting room may open
 VICTIM = "victim-ada-lovelace"
 
 
@@ -72,7 +72,10 @@ async def victim_with_an_exam(world: World) -> Victim:
                 "answer_submitted", {"item_id": "q1", "response": "B", "client_seq": 1}
             )
         essay_test = await world.new_test(
-            title="Essay A", items=[*sample_test()["items"], ESSAY], attempt_limit=3
+            title="Essay A",
+            items=[*sample_test()["items"], ESSAY],
+            attempt_limit=3,
+            assigned_to=[klass["id"]],
         )
         own = await victim.post("/attempts", {"test_id": essay_test}, expect=201)
         await victim.post(f"/attempts/{own['id']}/start")
@@ -97,6 +100,8 @@ BODIES: dict[str, Any] = {
     "POST /api/v1/ws-tickets": {"attempt_id": "{attempt}"},
     "POST /api/v1/tests": sample_test(title="Attacker's own"),
     "PUT /api/v1/tests/{test_id}/lockdown": {"require_fullscreen": True},
+    "PUT /api/v1/tests/{test_id}/availability": {"assigned_to": ["{class}"],
+                                                 "password": "the attacker's own"},
     "POST /api/v1/items": {"identifier": "attacker-item", "prompt": "Mine?", "points": 1,
                            "choices": [{"identifier": "A", "text": "a"}], "correct": ["A"]},
     "PUT /api/v1/items/{identifier}": {"item": {"identifier": "q-none", "prompt": "x"}},
@@ -264,8 +269,10 @@ async def snapshot(world: World, victim: Victim) -> dict[str, Any]:
     assert session is not None
     assert test is not None
     assert user is not None
+    availability = (test.assigned_to, test.opens_at, test.closes_at, test.allowed_networks,
+                    test.access_password_hash)  # fmt: skip
     return {"attempts": attempts, "session": (session.state, session.version),
-            "roster": roster, "lockdown": test.lockdown,
+            "roster": roster, "lockdown": test.lockdown, "availability": availability,
             "account": (user.display_name, user.password_hash, user.role, user.disabled,
                         user.token_version, user.must_change_password)}  # fmt: skip
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.integration.conftest import World
-from tests.support import Api, Socket
+from tests.support import FOR_HOMEROOM, Api, Socket
 
 CANARIES = ("zeppelin-7f3c", "quasar-91bd", "7321.25", "8.8125", "0.4375")
 FORBIDDEN_KEYS = {"correct", "mapping", "scoring", "seed", "irt", "seb_config_keys", "penalty"}
@@ -49,6 +49,7 @@ WRONG = {"choice": "A", "text": "blimp", "number": 1, "mapped": "comet", "order"
 
 def paper(**overrides: Any) -> dict[str, Any]:
     spec = {
+        **FOR_HOMEROOM,
         "title": "Canary paper",
         "time_limit_seconds": 600,
         "navigation_mode": "nonlinear",
@@ -142,7 +143,7 @@ async def take_in_a_session(world: World, recorder: Recorder, student: Api, test
     me = await student.get("/auth/me")
     klass = await world.teacher.post("/classes", {"name": "Canaries"}, expect=201)
     await world.teacher.post(f"/classes/{klass['id']}/students", {"user_id": me["id"]}, 201)
-    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()  # its waiting room may open
     session = await world.teacher.post("/sessions", {"class_id": klass["id"],
                                        "test_id": test_id, "title": "Canary sitting",
                                        "scheduled_at": soon}, expect=201)  # fmt: skip

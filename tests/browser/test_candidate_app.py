@@ -20,7 +20,7 @@ from delivery_service.embedded import Served, running_server
 from delivery_service.storage.models import Attempt, LedgerEvent, ResponseEvent
 from integrity.events import CANDIDATE_KINDS
 from tests.conftest import make_settings
-from tests.support import PASSWORD, Api, add_user, sample_test
+from tests.support import HOMEROOM, PASSWORD, Api, add_class, add_user, sample_test
 
 SHOTS = Path(os.environ.get("EXAMSERVER_ARTIFACTS", ".artifacts")) / "screenshots"
 
@@ -29,8 +29,9 @@ SHOTS = Path(os.environ.get("EXAMSERVER_ARTIFACTS", ".artifacts")) / "screenshot
 async def served(
     sqlite_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Served]:
-    await add_user(sessions, "teacher", "teacher")
-    await add_user(sessions, "student1")
+    teacher_id = await add_user(sessions, "teacher", "teacher")
+    student_id = await add_user(sessions, "student1")
+    await add_class(sessions, HOMEROOM, teachers=[teacher_id], students=[student_id])
     async with running_server(make_settings(sqlite_url, "memory://")) as server:
         teacher = await Api.login(server.url, "teacher")
         await teacher.post("/tests", sample_test(title="Chemistry"), expect=201)

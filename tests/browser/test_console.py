@@ -31,7 +31,7 @@ async def test_the_console_shows_students_live_and_applies_an_extension(
         klass = await teacher.post("/classes", {"name": "Beacon 31"}, expect=201)
         for name in ("student1", "student2"):
             await teacher.post(f"/classes/{klass['id']}/students", {"username": name}, expect=201)
-        test = await teacher.post("/tests", sample_test(), expect=201)
+        test = await teacher.post("/tests", sample_test(assigned_to=[]), expect=201)
         session = await teacher.post(
             "/sessions",
             {"class_id": klass["id"], "test_id": test["id"], "title": "Live console",

@@ -16,23 +16,25 @@ from delivery_service.storage.models import Attempt, Item, ItemState
 from tests.browser.test_candidate_app import shot, watch
 from tests.conftest import make_settings
 from tests.integration.test_item_bank import EVERY_TYPE
-from tests.support import PASSWORD, Api, add_user
+from tests.support import FOR_HOMEROOM, HOMEROOM, PASSWORD, Api, add_class, add_user
 
 
 @pytest.fixture
 async def served(
     sqlite_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Served]:
-    await add_user(sessions, "teacher", "teacher")
-    await add_user(sessions, "student1")
+    teacher_id = await add_user(sessions, "teacher", "teacher")
+    student_id = await add_user(sessions, "student1")
+    await add_class(sessions, HOMEROOM, teachers=[teacher_id], students=[student_id])
     async with running_server(make_settings(sqlite_url, "memory://")) as server:
         teacher = await Api.login(server.url, "teacher")
-        await teacher.post("/tests", {"title": "Every type", "time_limit_seconds": 900,
-                                      "items": EVERY_TYPE}, expect=201)  # fmt: skip
-        feedback = {"feedback": "per_item"}
-        await teacher.post("/tests", {"title": "Feedback", "time_limit_seconds": 900,
-                                      "items": EVERY_TYPE[:2], "policies": feedback},
+        await teacher.post("/tests", {**FOR_HOMEROOM, "title": "Every type",
+                                      "time_limit_seconds": 900, "items": EVERY_TYPE},
                            expect=201)  # fmt: skip
+        feedback = {"feedback": "per_item"}
+        await teacher.post("/tests", {**FOR_HOMEROOM, "title": "Feedback",
+                                      "time_limit_seconds": 900, "items": EVERY_TYPE[:2],
+                                      "policies": feedback}, expect=201)  # fmt: skip
         await teacher.close()
         yield server
 

@@ -61,7 +61,7 @@ from delivery_service.storage.ledger import attempt_chain
 from delivery_service.storage.models import Attempt, Item, ItemState, LedgerEvent, ResponseEvent
 from tests.chaos.threaded import ServerErrors, ServerThread
 from tests.conftest import make_settings
-from tests.support import PASSWORD, Socket, add_user, sample_test
+from tests.support import HOMEROOM, PASSWORD, Socket, add_class, add_user, sample_test
 
 T = TypeVar("T")
 
@@ -107,9 +107,10 @@ class Harness:
     async def setup(self) -> None:
         self.engine = create_async_engine(self.settings.database_url, poolclass=NullPool)
         sessions = create_sessionmaker(self.engine)
-        await add_user(sessions, "student1")
+        student = await add_user(sessions, "student1")
         await add_user(sessions, "admin", "admin")
-        await add_user(sessions, "teacher", "teacher")
+        teacher = await add_user(sessions, "teacher", "teacher")
+        await add_class(sessions, HOMEROOM, teachers=[teacher], students=[student])
         self.redis = Redis.from_url(self.settings.redis_url)
         await self.server.start_worker()
         async with httpx.AsyncClient(base_url=self.server.url, timeout=20) as http:

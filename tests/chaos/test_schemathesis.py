@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from delivery_service.storage.database import create_engine, create_sessionmaker
 from tests.chaos.threaded import ServerErrors, ServerThread
 from tests.conftest import TABLES, make_settings
 from tests.services import REDIS_URL, redis_problem, require
-from tests.support import Api, add_user, sample_test
+from tests.support import HOMEROOM, HOMEROOM_ID, Api, add_class, add_user, sample_test
 
 T = TypeVar("T")
 ROLES = ["admin", "teacher", "student", "anonymous"]
@@ -79,16 +80,20 @@ async def seed(served: Served, settings: Settings) -> Seeded:
             ("student2", "student"),
         )
     }
+    students = [uuid.UUID(users["student1"]), uuid.UUID(users["student2"])]
+    await add_class(sessions, HOMEROOM, teachers=[uuid.UUID(users["teacher"])], students=students)
     await engine.dispose()
     apis = {name: await Api.login(served.url, name) for name in users}
     try:
         teacher, student = apis["teacher"], apis["student1"]
         test_id = (await teacher.post("/tests", sample_test(attempt_limit=100), expect=201))["id"]
-        paper = (await teacher.post("/tests", sample_test(title="paper"), expect=201))["id"]
+        paper = (await teacher.post("/tests", sample_test(title="paper", assigned_to=[]), 201))[
+            "id"
+        ]
         klass = await teacher.post("/classes", {"name": "Beacon"}, expect=201)
         for name in ("student1", "student2"):
             await teacher.post(f"/classes/{klass['id']}/students", {"username": name}, expect=201)
-        soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        soon = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
         session = await teacher.post(
             "/sessions",
             {"class_id": klass["id"], "test_id": paper, "title": "mock", "scheduled_at": soon},
@@ -322,6 +327,10 @@ def test_creating_an_attempt_documents_the_200_it_answers_for_one_still_open(
     attempt that is still open; the OpenAPI document listed only 201."""
     seeded, _ = api
     body = {"test_id": seeded.ids["test_id"][0]}
+    with rest(api, "teacher") as teacher:
+        # The fuzzing above may have changed who may take the test, and when: open it again.
+        reset = {"assigned_to": [str(HOMEROOM_ID)], "password": None}
+        teacher.put(f"/tests/{body['test_id']}/availability", json=reset).raise_for_status()
     with rest(api, "student") as student:
         first = student.post("/attempts", json=body)  # new, or the seeded one if still open
         again = student.post("/attempts", json=body)

@@ -58,7 +58,7 @@ from delivery_service.storage.database import create_engine, create_sessionmaker
 from delivery_service.storage.models import ResponseEvent
 from tests.chaos.threaded import ServerErrors
 from tests.conftest import make_settings
-from tests.support import Api, add_user, sample_test
+from tests.support import HOMEROOM, Api, add_class, add_user, sample_test
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = json.loads((ROOT / "docs" / "ws-protocol.schema.json").read_text())
@@ -367,8 +367,13 @@ def check_message(validator: Draft202012Validator, message: dict[str, Any]) -> N
 async def staged(settings: Settings) -> AsyncIterator[Stage]:
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
-    for name, role in (("student1", "student"), ("student2", "student"), ("teacher", "teacher")):
-        await add_user(sessions, name, role)
+    ids = {
+        name: await add_user(sessions, name, role)
+        for name, role in (("student1", "student"), ("student2", "student"), ("teacher", "teacher"))
+    }
+    await add_class(
+        sessions, HOMEROOM, teachers=[ids["teacher"]], students=[ids["student1"], ids["student2"]]
+    )
     errors = ServerErrors()
     try:
         with errors.installed():
@@ -397,8 +402,8 @@ async def _set_the_stage(
     test_id = (await teacher.post("/tests", fuzz_test(attempt_limit=100), expect=201))["id"]
     klass = await teacher.post("/classes", {"name": "Fuzz"}, expect=201)
     await teacher.post(f"/classes/{klass['id']}/students", {"username": "student2"}, expect=201)
-    paper = (await teacher.post("/tests", fuzz_test(title="paper"), expect=201))["id"]
-    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    paper = (await teacher.post("/tests", fuzz_test(title="paper", assigned_to=[]), 201))["id"]
+    soon = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()  # its waiting room may open
     session = await teacher.post(
         "/sessions",
         {"class_id": klass["id"], "test_id": paper, "title": "fuzz", "scheduled_at": soon},

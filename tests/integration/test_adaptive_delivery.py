@@ -9,6 +9,7 @@ from typing import Any
 
 from delivery_service.storage.models import Attempt
 from tests.integration.conftest import World
+from tests.support import FOR_HOMEROOM
 
 CHOICES = [{"identifier": c, "text": f"Choice {c}"} for c in "ABCD"]
 
@@ -44,15 +45,18 @@ def blueprint(**adaptive: Any) -> dict[str, Any]:
 async def test_an_adaptive_section_chooses_each_item_after_the_last_answer(world: World) -> None:
     difficulty = await bank(world)
     nonlinear = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "CAT", "time_limit_seconds": 600, "items": [FINAL], "blueprint": blueprint(),
     }, expect=422)  # fmt: skip
     assert nonlinear["error"]["code"] == "adaptive_needs_linear"
     short = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "CAT", "time_limit_seconds": 600, "navigation_mode": "linear", "items": [FINAL],
         "blueprint": blueprint(min_items=40, max_items=40),
     }, expect=422)  # fmt: skip
     assert short["error"]["code"] == "blueprint_unsatisfiable"
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "CAT", "time_limit_seconds": 600, "navigation_mode": "linear", "items": [FINAL],
         "blueprint": blueprint(),
     }, expect=201)  # fmt: skip
@@ -125,6 +129,7 @@ async def test_an_adaptive_end_stops_on_its_standard_error_and_waits_for_submit(
 ) -> None:
     await bank(world)
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "CAT only", "time_limit_seconds": 600, "navigation_mode": "linear",
         "blueprint": {"sections": [{"identifier": "cat",
                                     "selection": {"mode": "adaptive", "tags": ["cat"]},
@@ -159,6 +164,7 @@ async def test_submitting_on_an_answered_adaptive_item_counts_it_in_the_estimate
 ) -> None:
     await bank(world)
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "CAT cut short", "time_limit_seconds": 600, "navigation_mode": "linear",
         "blueprint": {"sections": [{"identifier": "cat",
                                     "selection": {"mode": "adaptive", "tags": ["cat"]},

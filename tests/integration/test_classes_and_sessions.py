@@ -14,7 +14,8 @@ from integrity.events import CANDIDATE_KINDS as SENSORS
 from tests.integration.conftest import World
 from tests.support import Api, Socket
 
-SOON = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+# Within the waiting room's lead time (30 minutes before), so it may open at once.
+SOON = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
 
 
 async def beacon(world: World, *students: str) -> dict[str, Any]:
@@ -495,9 +496,12 @@ async def test_a_test_reserved_for_a_session_cannot_be_taken_self_paced(world: W
     _, sid = await scheduled(world, "student1")
     test_id = (await world.teacher.get(f"/sessions/{sid}"))["test_id"]
     refused = await world.student.post("/attempts", {"test_id": test_id}, expect=409)
-    assert refused["error"]["code"] == "test_reserved_for_session"
+    assert refused["error"]["code"] == "reserved_for_session"
+    assert refused["error"]["details"] == {"session_id": sid}
+    # A session paper stays one whatever becomes of the session: cancelled too.
     await world.teacher.post(f"/sessions/{sid}/cancel")
-    await world.student.post("/attempts", {"test_id": test_id}, expect=201)
+    refused = await world.student.post("/attempts", {"test_id": test_id}, expect=409)
+    assert refused["error"]["code"] == "reserved_for_session"
 
 
 async def test_a_proctor_who_reconnects_gets_exactly_what_they_missed(world: World) -> None:

@@ -59,15 +59,28 @@ def test_the_demo_starts_with_demo_users_and_a_sample_test(tmp_path: Path) -> No
         assert login.status_code == 200
         token = login.json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
-        tests = httpx.get(f"{base}/api/v1/tests", headers=auth)
-        assert sorted(t["title"] for t in tests.json()) == [
-            "Beacon 31 mock exam paper",
-            "Sample exam: general knowledge",
-        ]
+        # The sample exam is assigned to the student's class; the session's paper is not theirs
+        # to take self-paced, so it is not listed.
+        tests = httpx.get(f"{base}/api/v1/tests", headers=auth).json()
+        assert [t["title"] for t in tests] == ["Sample exam: general knowledge"]
+        started = httpx.post(f"{base}/api/v1/attempts", json={"test_id": tests[0]["id"]},
+                             headers=auth)  # fmt: skip
+        assert started.status_code == 201, started.text
         mine = httpx.get(f"{base}/api/v1/sessions/my-sessions", headers=auth).json()
         assert [(m["title"], m["class_name"], m["state"]) for m in mine] == [
             ("Beacon 31 mock exam", "Beacon 31", "scheduled")
         ]
+        paper = httpx.post(f"{base}/api/v1/attempts", json={"test_id": mine[0]["test_id"]},
+                           headers=auth)  # fmt: skip
+        assert paper.status_code == 409
+        assert paper.json()["error"]["code"] == "reserved_for_session"
+        # Scheduled within the lead time: the demo's proctor can open it at once.
+        teacher = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "teacher", "password": "demo"}
+        ).json()["access_token"]
+        opened = httpx.post(f"{base}/api/v1/sessions/{mine[0]['id']}/start-waiting",
+                            headers={"Authorization": f"Bearer {teacher}"})  # fmt: skip
+        assert opened.status_code == 200, opened.text
         console = httpx.get(f"{base}/console/")
         assert console.status_code == 200
         assert "Proctor console" in console.text

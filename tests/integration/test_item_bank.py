@@ -18,6 +18,7 @@ from test_assembly.model import Blueprint
 from test_assembly.qti import export_package, import_package
 from tests.integration.conftest import World
 from tests.integration.test_cli import examserver
+from tests.support import FOR_HOMEROOM
 
 CHOICES = [{"identifier": c, "text": f"Choice {c}"} for c in "ABCD"]
 
@@ -41,6 +42,7 @@ async def take(world: World, test_id: str, student: Any = None) -> dict[str, Any
 async def test_editing_a_bank_item_never_changes_an_attempt_that_has_it(world: World) -> None:
     await add_items(world, choice("bank-q1", "topic:a", prompt="Version one"))
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "Bank test", "time_limit_seconds": 600,
         "blueprint": {"sections": [{"identifier": "s1", "items": ["bank-q1"]}]},
     }, expect=201)  # fmt: skip
@@ -78,6 +80,7 @@ async def test_forms_are_drawn_from_a_stored_seed_and_rebuild_exactly(world: Wor
     )  # fmt: skip
     await world.teacher.post("/items/retired-one/retire", {"reason": "leaked"})
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "Drawn", "time_limit_seconds": 600,
         "items": [choice("own-1")],
         "blueprint": {"sections": [
@@ -118,6 +121,7 @@ async def test_forms_are_drawn_from_a_stored_seed_and_rebuild_exactly(world: Wor
 
 async def test_a_blueprint_the_bank_cannot_fill_is_refused(world: World) -> None:
     refused = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "Too big", "time_limit_seconds": 600,
         "blueprint": {"sections": [{"identifier": "s", "selection": {
             "mode": "pool", "count": 5, "tags": ["topic:none"]}}]},
@@ -150,6 +154,7 @@ EVERY_TYPE: list[dict[str, Any]] = [
 
 async def test_every_interaction_is_delivered_validated_and_scored(world: World) -> None:
     test = await world.teacher.post("/tests", {
+        **FOR_HOMEROOM,
         "title": "Every type", "time_limit_seconds": 600, "items": EVERY_TYPE,
         "policies": {"negative_marking": True, "pass_mark": 0.5},
     }, expect=201)  # fmt: skip
@@ -213,6 +218,8 @@ async def test_qti_in_and_out_over_rest_and_the_cli(world: World, tmp_path: Any)
     assert imported["problems"] == []
     assert set(imported["items"].values()) == {"created"}
     test_id = imported["test_id"]
+    assert (await world.teacher.get(f"/tests/{test_id}"))["assigned_to"] == []  # staff only
+    await world.teacher.put(f"/tests/{test_id}/availability", FOR_HOMEROOM)
     started = await take(world, test_id)
     assert started["total_items"] == 6
     exported = await world.teacher.http.get(f"/tests/{test_id}/qti")
@@ -358,6 +365,7 @@ async def test_a_package_whose_test_the_server_refuses_still_imports_its_items(
     assert linear.status_code == 201, linear.text
     assert linear.json()["problems"] == []
     assert set(linear.json()["items"].values()) == {"unchanged"}
+    await world.teacher.put(f"/tests/{linear.json()['test_id']}/availability", FOR_HOMEROOM)
     started = await take(world, linear.json()["test_id"])
     assert started["items"][0]["item_id"].startswith("cat")
     assert started["items"][-1]["item_id"] == "final"

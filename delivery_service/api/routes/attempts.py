@@ -37,11 +37,37 @@ async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) ->
     )
 
 
-router = APIRouter(prefix="/attempts", tags=["attempts"], dependencies=[Depends(seb_guard)])
+async def network_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> None:
+    """A test with allowed networks refuses a candidate's request about one of its attempts
+    from anywhere else (the client address as uvicorn's trusted-proxy setting resolved it)."""
+    raw = request.path_params.get("attempt_id")
+    if raw is None:
+        return
+    try:
+        attempt_id = uuid.UUID(str(raw))
+    except ValueError:
+        return  # the route answers the validation error
+    await runtime.networks.require(user, client=client_address(request), attempt_id=attempt_id)
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address: the peer's, or a trusted proxy's `X-Forwarded-For` (uvicorn's
+    `proxy_headers` with `EXAMSERVER_FORWARDED_ALLOW_IPS` has already put it in `client`)."""
+    return request.client.host if request.client else None
+
+
+router = APIRouter(
+    prefix="/attempts",
+    tags=["attempts"],
+    dependencies=[Depends(seb_guard), Depends(network_guard)],
+)
 
 
 class AttemptIn(StrictModel):
     test_id: Id
+    password: str | None = Field(
+        None, min_length=1, max_length=200, description="the test's access password, if it has one"
+    )
 
 
 class AnswerIn(StrictModel):
@@ -74,11 +100,15 @@ async def create_attempt(
     request: Request,
     response: Response,
 ) -> AttemptView:
-    """Create the caller's next attempt; if one is still open it is returned with 200."""
+    """Create the caller's next attempt; if one is still open it is returned with 200. A
+    student needs the test assigned to one of their classes, its window open, no proctored
+    session using it, an allowed network and its access password, if it has one."""
     await runtime.evidence.seb.require(
         user, url=str(request.url), headers=request.headers, test_id=body.test_id
     )
-    view, created = await runtime.attempts.creation.create(user, body.test_id)
+    view, created = await runtime.attempts.creation.create(
+        user, body.test_id, password=body.password, client=client_address(request)
+    )
     if not created:
         response.status_code = 200
     return view

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from delivery_service.api.deps import CurrentUser, RuntimeDep
 from delivery_service.read_models.tests import TestOut
-from delivery_service.schemas.tests import TestIn
+from delivery_service.schemas.tests import AvailabilityIn, TestIn
 from integrity.policy import LockdownPolicy
 
 router = APIRouter(prefix="/tests", tags=["tests"])
@@ -35,3 +35,14 @@ async def set_lockdown(
 ) -> TestOut:
     """Staff: replace the test's lockdown policy (recorded in the audit trail)."""
     return await runtime.catalog.set_lockdown(user, test_id, body, ledger=runtime.ledger)
+
+
+@router.put("/{test_id}/availability", response_model=TestOut)
+async def set_availability(
+    test_id: uuid.UUID, body: AvailabilityIn, user: CurrentUser, runtime: RuntimeDep
+) -> TestOut:
+    """The test's author (only adding classes they teach) or an admin: replace who may take it
+    self-paced and when (`assigned_to`, `opens_at`, `closes_at`, `allowed_networks`); set
+    (`password`: a string), clear (`null`) or keep (omitted) its access password. Recorded on
+    the test's ledger chain."""
+    return await runtime.availability.set(user, test_id, body)

@@ -218,8 +218,9 @@ class LiveConnection(Connection):
 
     def arrival(self) -> Arrival:
         """What admission needs of this connection: what the integrity ledger records of its
-        opening, and what the Safe Exam Browser check reads (skipped when the ticket was
-        issued to a request that passed it)."""
+        opening, what the Safe Exam Browser check reads (skipped when the ticket was issued to
+        a request that passed it), and the client's address for a test's allowed networks (as
+        uvicorn's trusted-proxy setting resolved it)."""
         payload = {
             "connection_id": self.id,
             "worker": self.rt.worker_id,
@@ -231,6 +232,7 @@ class LiveConnection(Connection):
             url=str(self.ws.url),
             headers=self.ws.headers,
             seb_verified=self.seb_verified,
+            client=self.ws.client.host if self.ws.client else None,
         )
 
     def revoke(self) -> None:

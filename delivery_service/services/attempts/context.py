@@ -42,6 +42,7 @@ from delivery_service.services.access import (
 from delivery_service.services.after_commit import AfterCommit, run_safely
 from delivery_service.services.attempts.ending import finish
 from delivery_service.services.attempts.views import attempt_view, current_item, timer_of
+from delivery_service.services.audience import AccessPasswords
 from delivery_service.services.items import ItemCache
 from delivery_service.services.scores import item_states, policies_of
 from delivery_service.storage.database import clock_column, clock_value, db_now
@@ -119,9 +120,11 @@ class AttemptContext:
         items: ItemCache,
         grace: timedelta,
         ledger: Ledger,
+        passwords: AccessPasswords,
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.passwords = passwords
         self.ledger = ledger
         self.metrics = metrics
         self.timers = timers

@@ -4,6 +4,7 @@ inside the session's own transaction, each with its form drawn and its creation 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.domain import attempts as attempt_rules
+from delivery_service.domain import availability
 from delivery_service.domain.attempt_machine import OPEN_STATES
 from delivery_service.domain.errors import AttemptLimitReached, Conflict, NotFound, VersionConflict
 from delivery_service.domain.grace import late_window
@@ -20,14 +22,14 @@ from delivery_service.domain.section_clock import clock_at
 from delivery_service.domain.timing import iso
 from delivery_service.read_models.attempts import AttemptView
 from delivery_service.services import adaptive
-from delivery_service.services.access import membership
 from delivery_service.services.after_commit import AfterCommit
 from delivery_service.services.attempts.context import AttemptContext, HeldAttempt
+from delivery_service.services.audience import reservation_of, student_classes
 from delivery_service.services.bank import available_items, candidate_of
 from delivery_service.services.catalog import blueprint_of
 from delivery_service.services.scores import policies_of
 from delivery_service.storage.database import db_now
-from delivery_service.storage.models import Attempt, GroupSession, Item, Test
+from delivery_service.storage.models import Attempt, Item, Test
 from integrity import chain as sealing
 from integrity import events as ev
 from test_assembly.adaptive import begin
@@ -39,39 +41,81 @@ class AttemptCreation:
     def __init__(self, context: AttemptContext) -> None:
         self._context = context
 
-    async def create(self, principal: Principal, test_id: uuid.UUID) -> tuple[AttemptView, bool]:
-        """Create the caller's next attempt, or return the open one (created=False)."""
-        for _ in range(3):
+    async def create(
+        self,
+        principal: Principal,
+        test_id: uuid.UUID,
+        *,
+        password: str | None = None,
+        client: str | None = None,
+    ) -> tuple[AttemptView, bool]:
+        """Create the caller's next attempt, or return the open one (created=False). A student
+        must be in the test's audience, inside its window, on one of its networks (`client`:
+        their address) and, if it has one, give its access password (domain/availability.py);
+        staff may open a preview of any test."""
+        verified: str | None = None  # the stored hash `password` was found to match
+        for _ in range(4):
             try:
-                async with self._context.db() as s, s.begin():
-                    test = await s.get(Test, test_id)
-                    if test is None:
-                        raise NotFound("test", test_id)
-                    now = await db_now(s)
-                    if not principal.is_staff:
-                        await _refuse_if_reserved(s, test_id, principal)
-                    open_attempt = await s.scalar(
-                        select(Attempt).where(
-                            Attempt.test_id == test_id,
-                            Attempt.user_id == principal.user_id,
-                            Attempt.state.in_(OPEN_STATES),
-                        )
-                    )
-                    if open_attempt is not None:
-                        view = await self._context.view(s, open_attempt, test, now, principal)
-                        return view, False
-                    used = await s.scalar(
-                        select(func.coalesce(func.max(Attempt.attempt_number), 0)).where(
-                            Attempt.test_id == test_id, Attempt.user_id == principal.user_id
-                        )
-                    )
-                    if (used or 0) >= test.attempt_limit:
-                        raise AttemptLimitReached(test.attempt_limit)
-                    attempt = await self._new_attempt(s, test, principal.user_id, now)
-                    return await self._context.view(s, attempt, test, now, principal), True
+                outcome = await self._create_once(principal, test_id, password, client, verified)
             except IntegrityError:
                 continue  # a concurrent create took this attempt number: look again
+            if not isinstance(outcome, _CheckPassword):
+                return outcome
+            # Checked between two transactions: scrypt is slow, and the database connection
+            # (SQLite's only one) is not held while it runs.
+            matches = await self._context.passwords.check(
+                test_id, principal.user_id, outcome.given, outcome.stored
+            )
+            availability.require_password(required=True, given=outcome.given, verified=matches)
+            verified = outcome.stored
         raise VersionConflict("the attempt could not be created; retry")
+
+    async def _create_once(
+        self,
+        principal: Principal,
+        test_id: uuid.UUID,
+        password: str | None,
+        client: str | None,
+        verified: str | None,
+    ) -> tuple[AttemptView, bool] | _CheckPassword:
+        async with self._context.db() as s, s.begin():
+            test = await s.get(Test, test_id)
+            if test is None:
+                raise NotFound("test", test_id)
+            now = await db_now(s)
+            candidate = not principal.is_staff
+            if candidate:
+                availability.require_startable(
+                    test,
+                    classes=await student_classes(s, principal.user_id),
+                    reservation=await reservation_of(s, test_id, principal.user_id),
+                    now=now,
+                    client=client,
+                )
+            open_attempt = await s.scalar(
+                select(Attempt).where(
+                    Attempt.test_id == test_id,
+                    Attempt.user_id == principal.user_id,
+                    Attempt.state.in_(OPEN_STATES),
+                )
+            )
+            if open_attempt is not None:  # it was let in already: a retry, or another tab
+                return await self._context.view(s, open_attempt, test, now, principal), False
+            stored = test.access_password_hash if candidate else None
+            if stored is not None and password is not None and verified != stored:
+                return _CheckPassword(password, stored)
+            availability.require_password(
+                required=stored is not None, given=password, verified=verified == stored
+            )
+            used = await s.scalar(
+                select(func.coalesce(func.max(Attempt.attempt_number), 0)).where(
+                    Attempt.test_id == test_id, Attempt.user_id == principal.user_id
+                )
+            )
+            if (used or 0) >= test.attempt_limit:
+                raise AttemptLimitReached(test.attempt_limit)
+            attempt = await self._new_attempt(s, test, principal.user_id, now)
+            return await self._context.view(s, attempt, test, now, principal), True
 
     async def open_in_session(
         self,
@@ -170,25 +214,9 @@ async def _assemble(s: AsyncSession, test: Test) -> tuple[list[str], str, dict[s
     return [str(rows[i].id) for i in drawn.items], seed, layout
 
 
-async def _refuse_if_reserved(s: AsyncSession, test_id: uuid.UUID, principal: Principal) -> None:
-    """A test that a proctored session will use (or is using) cannot be taken self-paced:
-    it would show the exam's items before the exam. The session is named to its own class's
-    students only (to anyone else its id is another class's business)."""
-    reserved = (
-        await s.execute(
-            select(GroupSession.id, *membership(GroupSession.class_id)).where(
-                GroupSession.test_id == test_id,
-                GroupSession.state.in_(("scheduled", "waiting", "in_progress")),
-            ),
-            {"user_id": principal.user_id},
-        )
-    ).first()
-    if reserved is None:
-        return
-    session_id, _, enrolled = reserved
-    details = {"session_id": str(session_id)} if enrolled else {}
-    raise Conflict(
-        "test_reserved_for_session",
-        "this test is reserved for a proctored session; join the session instead",
-        **details,
-    )
+@dataclass(frozen=True)
+class _CheckPassword:
+    """The creation stopped to have `given` checked against the test's `stored` hash."""
+
+    given: str
+    stored: str = field(repr=False)

@@ -14,6 +14,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery_service.domain import attempts as attempt_rules
+from delivery_service.domain import availability
 from delivery_service.domain.authority import may_pause, require_reason
 from delivery_service.domain.errors import Forbidden
 from delivery_service.domain.principal import Principal
@@ -42,9 +43,16 @@ class AttemptLifecycle:
         context = self._context
 
         async def decide(held: HeldAttempt) -> AttemptView:
+            windowed = _windowed(principal, held)
+            if windowed:  # created in the window, but it may have closed since
+                availability.require_open(held.test, held.now)
             attempt_rules.start(
                 held.attempt, now=held.now, time_limit_seconds=held.test.time_limit_seconds
             )
+            if windowed and held.attempt.deadline is not None:
+                held.attempt.deadline = availability.capped_deadline(
+                    held.attempt.deadline, held.test.closes_at
+                )
             clock_at(held.attempt, held.now, enter=True)
             deadline = iso(held.attempt.deadline) if held.attempt.deadline else None
             await context.log(
@@ -78,7 +86,12 @@ class AttemptLifecycle:
         async def decide(held: HeldAttempt) -> AttemptView:
             if not _may_pause(principal, held):
                 raise Forbidden("only a proctor can resume this attempt")
+            before = held.attempt.deadline
             attempt_rules.resume(held.attempt, now=held.now)
+            if held.attempt.session_id is None and before and held.attempt.deadline:
+                held.attempt.deadline = availability.resumed_deadline(
+                    before, held.attempt.deadline, held.test.closes_at
+                )
             clock_at(held.attempt, held.now, enter=True)
             context.after_timer_change(held)
             await context.act(held, principal, "attempt_resumed", reason)
@@ -167,6 +180,12 @@ class AttemptLifecycle:
                     await finish(context, held, "terminate", reason=reason)
         await context.run_after(held)
         return True
+
+
+def _windowed(principal: Principal, held: HeldAttempt) -> bool:
+    """Whether the test's window binds this start: a candidate's own self-paced attempt (a
+    session's timer is the session's; a member of staff's is a preview)."""
+    return held.attempt.session_id is None and not principal.is_staff
 
 
 def _may_pause(principal: Principal, held: HeldAttempt) -> bool:

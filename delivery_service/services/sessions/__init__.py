@@ -48,6 +48,7 @@ class GroupSessions:
         presence: Presence,
         grace: timedelta,
         ledger: Ledger,
+        open_lead: timedelta = timedelta(minutes=30),
     ) -> None:
         self.context = SessionContext(
             db=db,
@@ -57,6 +58,7 @@ class GroupSessions:
             presence=presence,
             grace=grace,
             ledger=ledger,
+            open_lead=open_lead,
         )
         self.lifecycle = SessionLifecycle(self.context)
         self.attendance = Attendance(self.context)

@@ -52,6 +52,8 @@ class SessionContext:
     presence: Presence
     grace: timedelta
     ledger: Ledger
+    #: how long before its scheduled time a session's waiting room may open
+    open_lead: timedelta = timedelta(minutes=30)
 
     async def run_after(self, work: Work) -> None:
         """What a committed decision left to do (timers, events), each failure logged."""

@@ -87,8 +87,12 @@ class SessionLifecycle:
         async with self._context.db() as s:
             async with s.begin():
                 session = await session_for(s, principal, session_id, manage=True, lock=True)
-                session_rules.session_transition(session, "open_waiting_room")
                 now = await db_now(s)
+                if session.state == "scheduled":
+                    session_rules.require_waiting_room_due(
+                        session.scheduled_at, self._context.open_lead, now
+                    )
+                session_rules.session_transition(session, "open_waiting_room")
                 session.updated_at = now
                 await s.flush()
                 out = await session_out(s, session)

@@ -62,36 +62,103 @@ onSignIn(api, $("#login-form"), $("#login-error"), boot);
 async function home() {
   show("home");
   history.replaceState(null, "", "/");
+  await listExams();
+}
+
+// The server lists what this student may take: tests assigned to their classes, open now or
+// upcoming (never closed ones, never a proctored session's paper). Upcoming ones show when they
+// open and cannot be started yet; the list is read again meanwhile, so one opens by itself.
+let relist = 0;
+async function listExams() {
+  clearTimeout(relist);
   const [tests, attempts, sessions] = await Promise.all([
     api.get("/api/v1/tests"), api.get("/api/v1/attempts"), api.get("/api/v1/sessions/my-sessions"),
   ]);
-  const reserved = new Set(sessions.filter((s) => !["completed", "cancelled"].includes(s.state)).map((s) => s.test_id));
   $("#sessions").replaceChildren(...sessions.filter((s) => ["scheduled", "waiting", "in_progress"].includes(s.state)).map((s) => {
     const li = document.createElement("li");
     const button = document.createElement("button");
-    button.textContent = `Join: ${s.title} (${s.state === "in_progress" ? "started" : new Date(s.scheduled_at).toLocaleString()})`;
+    button.textContent = `Join: ${s.title} (${s.state === "in_progress" ? "started" : when(s.scheduled_at)})`;
     button.addEventListener("click", () => joinSession(s.id));
     li.append(button);
     return li;
   }));
   const open = new Map(attempts.filter((a) => ["not_started", "in_progress", "paused"].includes(a.state))
     .map((a) => [a.test_id, a]));
-  $("#tests").replaceChildren(...tests.filter((t) => !reserved.has(t.id)).map((t) => {
-    const li = document.createElement("li");
-    const button = document.createElement("button");
-    const resume = open.get(t.id);
-    button.textContent = `${resume ? "Resume" : "Start"}: ${t.title} (${t.item_count} questions, ${Math.round(t.time_limit_seconds / 60)} min)`;
-    button.addEventListener("click", async () => {
-      try {
-        const attempt = resume ?? await api.post("/api/v1/attempts", { test_id: t.id });
-        openAttempt(attempt.id);
-      } catch (error) {
-        $("#warning").textContent = error.message;
-      }
+  $("#tests").replaceChildren(...tests.map((t) => testEntry(t, open.get(t.id))));
+  if (tests.some((t) => t.window === "upcoming") && !$("#home").hidden) {
+    relist = setTimeout(() => !$("#home").hidden && listExams(), 30_000);
+  }
+}
+
+const when = (iso) => new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+// One test: its window, its access password if it has one, and the server's refusal if any.
+function testEntry(t, resume) {
+  const li = document.createElement("li");
+  li.className = "test";
+  const form = document.createElement("form");
+  form.setAttribute("aria-label", t.title);
+  const button = document.createElement("button");
+  button.type = "submit";
+  button.textContent = `${resume ? "Resume" : "Start"}: ${t.title} (${t.item_count} questions, ${Math.round(t.time_limit_seconds / 60)} min)`;
+  const hours = document.createElement("p");
+  hours.className = "window";
+  if (t.window === "upcoming") {
+    hours.textContent = `Opens at ${when(t.opens_at)}; it cannot be started before.`;
+    button.disabled = !resume;
+  } else if (t.closes_at) {
+    hours.textContent = `Closes at ${when(t.closes_at)}: an attempt ends then at the latest.`;
+  }
+  const said = document.createElement("p");
+  said.className = "refusal";
+  said.setAttribute("role", "alert");
+  let password = null;
+  if (t.password_required && !resume) {
+    const label = document.createElement("label");
+    label.textContent = "Access password ";
+    password = Object.assign(document.createElement("input"), {
+      type: "password", name: "password", autocomplete: "off", required: true, maxLength: 200,
     });
-    li.append(button);
-    return li;
-  }));
+    label.append(password);
+    form.append(label);
+  }
+  form.append(button);
+  li.append(form, hours, said);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    said.textContent = "";
+    button.disabled = true;
+    try {
+      const body = { test_id: t.id };
+      if (password) body.password = password.value;
+      const attempt = resume ?? await api.post("/api/v1/attempts", body);
+      openAttempt(attempt.id);
+    } catch (error) {
+      said.textContent = refusal(error);
+      button.disabled = false;
+      if (password && ["password_required", "password_incorrect"].includes(error.code)) {
+        password.select();
+        password.focus();
+      }
+    }
+  });
+  return li;
+}
+
+// What the server said, in words for a candidate (its own message when there is no better one).
+function refusal(error) {
+  const d = error.details ?? {};
+  const minutes = d.retry_after_seconds ? Math.ceil(d.retry_after_seconds / 60) : null;
+  return {
+    test_not_open: d.opens_at ? `This test opens at ${when(d.opens_at)}.` : error.message,
+    test_closed: "This test has closed.",
+    password_required: "Enter the test's access password.",
+    password_incorrect: "That is not the access password for this test.",
+    too_many_attempts: `Too many wrong passwords. Try again${minutes ? ` in ${minutes} minute${minutes > 1 ? "s" : ""}` : " later"}.`,
+    network_not_allowed: "This test can only be taken from the exam room's network.",
+    reserved_for_session: "This test is for a proctored session: join the session instead.",
+    test_not_found: "This test is not available to you.",
+  }[error.code] ?? error.message;
 }
 
 // A proctored session: the waiting room until the proctor starts, then the exam opens by itself.
@@ -160,7 +227,11 @@ function openAttempt(attemptId, sessionId = null) {
       state: (s) => { state = s; applyLockdown(s.lockdown); if (s.state === "not_started") client.send("start_assessment"); else enter(); },
       saved,
       timer: (t) => { if (state && t.timer) { state.timer = t.timer; state.state = t.state ?? state.state; } },
-      error: (e) => ($("#saved").textContent = e.message),
+      error: (e) => {
+        $("#saved").textContent = e.message;
+        // Refused at the door (the test's network): say so where it is seen.
+        if (e.code === "network_not_allowed") $("#warning").textContent = refusal(e);
+      },
       message: handle,
     },
   });

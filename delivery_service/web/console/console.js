@@ -20,7 +20,16 @@ function show(id) {
 }
 
 function fail(error) {
-  $("#action-error").textContent = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
+  $("#action-error").textContent = error instanceof ApiError ? said(error) : String(error);
+}
+
+// The server's refusal as the proctor reads it; an early waiting room says when it may open.
+function said(error) {
+  if (error.code === "session_not_open_yet" && error.details?.opens_at) {
+    const at = new Date(error.details.opens_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    return `${error.code}: the waiting room can be opened from ${at}, not before.`;
+  }
+  return `${error.code}: ${error.message}`;
 }
 
 async function act(run) {
