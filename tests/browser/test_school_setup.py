@@ -24,7 +24,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from test_assembly.model import ChoiceDef, ItemDefinition, TestDefinition
+from test_assembly.model import Blueprint, ChoiceDef, ItemDefinition, SectionDef, TestDefinition
 from test_assembly.qti import export_package
 from tests.services import REDIS_URL, own_postgres_database, redis_problem, require
 from tests.support import free_port
@@ -32,8 +32,9 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parents[2]
 STUDENTS = 300
 CLASS = "Year 11 Chemistry"
-ADMIN_PASSWORD = "the head of exams' passphrase"
+ADMIN_PASSWORD = "exam board passphrase forty two"
 TEACHER_PASSWORD = "mr khan teaches chemistry"
+TEACHER_CHOSEN = "periodic table on the wall"
 MINE = "copper sulphate is blue"
 
 
@@ -78,6 +79,7 @@ def paper() -> bytes:
             time_limit_seconds=1800,
             navigation_mode="nonlinear",
             attempt_limit=1,
+            blueprint=Blueprint(sections=[SectionDef(identifier="main", items=["q1", "q2"])]),
             items=[
                 item("q1", "What colour is copper sulphate?", ["Blue", "Green", "Red"], 0),
                 item("q2", "What is the symbol for sodium?", ["S", "Na", "So"], 1),
@@ -187,6 +189,7 @@ async def run_the_exam(browser: Browser, base: str, tmp_path: Path) -> None:
     teacher = await teacher_context.new_page()
     problems += watch(teacher)
     await sign_in(teacher, f"{base}/console/", "mr.khan", TEACHER_PASSWORD)
+    await choose_password(teacher, TEACHER_CHOSEN)  # the file's password was a temporary one
     await expect(teacher.locator("#schedule")).to_be_visible()
     starts = (datetime.now() + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
     await teacher.select_option("#schedule select[name=class_id]", label=CLASS)
@@ -206,7 +209,7 @@ async def run_the_exam(browser: Browser, base: str, tmp_path: Path) -> None:
         page = await context.new_page()
         problems += watch(page)
         await sign_in(page, f"{base}/", username, password)
-        await choose_password(page, f"{MINE} says {username}")
+        await choose_password(page, f"{MINE} and {len(candidates)} more")
         await expect(page.locator("#tests button")).to_have_count(0)  # the paper is the session's
         await page.click("#sessions button >> text=Chemistry mock")
         await expect(page.locator("#waiting-text")).to_contain_text("waiting room")
@@ -228,7 +231,7 @@ async def run_the_exam(browser: Browser, base: str, tmp_path: Path) -> None:
     # Checked over the API: the roster, the answers, and who never signed in.
     token = (
         httpx.post(f"{base}/api/v1/auth/login",
-                   json={"username": "mr.khan", "password": TEACHER_PASSWORD})
+                   json={"username": "mr.khan", "password": TEACHER_CHOSEN})
         .json()["access_token"]
     )  # fmt: skip
     auth = {"Authorization": f"Bearer {token}"}
@@ -236,7 +239,7 @@ async def run_the_exam(browser: Browser, base: str, tmp_path: Path) -> None:
     (session,) = sessions
     grid = httpx.get(f"{base}/api/v1/sessions/{session['id']}/participants", headers=auth).json()
     assert len(grid) == STUDENTS
-    answered = {p["username"]: p["answered"] for p in grid if p["answered"]}
+    answered = {p["student"]["username"]: p["answered"] for p in grid if p["answered"]}
     assert answered == dict.fromkeys(issued, 1)
     for context, _ in candidates:
         await context.close()

@@ -107,6 +107,7 @@ async function boot() {
   let me;
   try {
     me = await api.get("/api/v1/auth/me");
+    if (me.must_change_password) throw new Error("password change required");
   } catch {
     api.logout();
     return show("login");

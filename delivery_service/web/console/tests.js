@@ -4,6 +4,7 @@
 // shows what it answers.
 
 import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
 const $ = (selector) => document.querySelector(selector);
@@ -118,6 +119,7 @@ async function boot() {
   let me;
   try {
     me = await api.get("/api/v1/auth/me");
+    if (me.must_change_password) throw new Error("password change required");
   } catch {
     api.logout();
     return show("login");
@@ -136,6 +138,39 @@ async function boot() {
   render(tests.find((t) => t.id === picker.value));
 }
 
+// ---- a QTI package -------------------------------------------------------------------------------
+
+$("#qti-upload").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = event.target.elements.file.files[0];
+  const said = $("#qti-said");
+  const problems = $("#qti-problems");
+  said.textContent = "Uploading…";
+  problems.hidden = true;
+  try {
+    const result = await api.send("POST", "/api/v1/qti/import", file, "application/zip");
+    const items = Object.keys(result.items).length;
+    said.textContent = `QTI ${result.version} package imported: ${items} item(s)` +
+      (result.test_id ? ", and a test." : ", no test.");
+    problems.hidden = !result.problems.length;
+    problems.querySelector("tbody").replaceChildren(...result.problems.map((p) => {
+      const tr = document.createElement("tr");
+      for (const text of [p.file, p.identifier ?? "", p.reason]) {
+        tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+      }
+      return tr;
+    }));
+    event.target.reset();
+    if (result.test_id) {
+      history.replaceState(null, "", `?test=${result.test_id}`);
+      await boot();
+    }
+  } catch (error) {
+    said.textContent = problem(error);
+  }
+});
+
 onSignIn(api, $("#login-form"), $("#login-error"), boot);
+offerOidc(api, $("#login-form"), $("#login-error"));
 
 boot();
