@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from delivery_service.domain.errors import Conflict
 from delivery_service.domain.principal import Principal
+from delivery_service.domain.user_import import Outcome
 from delivery_service.embedded import running_server
 from delivery_service.live.connection import create_redis
 from delivery_service.live.keys import Keys
 from delivery_service.security.passwords import needs_rehash
 from delivery_service.services.revocation import Revocations
 from delivery_service.services.user_import import UserImports
+from delivery_service.services.user_import.batch import Changed, write_batch
 from delivery_service.settings import Settings
 from delivery_service.storage.ledger import Ledger
 from delivery_service.storage.models import Class, ClassStudent, ClassTeacher, LedgerEvent, User
@@ -513,3 +516,27 @@ async def test_a_dry_run_tells_nobody_whether_a_guess_is_a_users_password(world:
         return [(r["action"], r["code"], r["changes"]) for r in reply.json()["rows"]]
 
     assert await dry("a temporary phrase") == await dry("a wrong guess of it")
+
+
+async def test_a_user_changed_between_the_plan_and_its_batch_is_not_overwritten(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The plan read student1 at token version 0; they chose a new password (version 1)
+    while the import hashed. The batch refuses rather than put the file's over theirs."""
+    admin_id = await add_user(sessions, "boss", "admin")
+    student_id = await add_user(sessions, "pupil")
+    async with sessions() as s, s.begin():
+        await s.execute(update(User).where(User.id == student_id).values(token_version=1))
+    row = Outcome(
+        2, "pupil", "Pupil", "student", "update", changes=("password",), password="set",
+        user_id=student_id, read_version=0,
+    )  # fmt: skip
+    with pytest.raises(Changed):
+        await write_batch(
+            sessions, Ledger(settings.ledger_key.encode()),
+            principal=Principal(admin_id, "boss", "admin"), import_id=uuid.uuid4(), number=1,
+            batch=[row], secrets_={2: ("scrypt$x", None)}, class_ids={}, given_temporary=True,
+        )  # fmt: skip
+    async with sessions() as s:
+        stored = await s.scalar(select(User.password_hash).where(User.id == student_id))
+    assert stored != "scrypt$x"

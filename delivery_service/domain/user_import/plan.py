@@ -36,6 +36,9 @@ class Existing:
     taught_by_actor: bool
     #: an admin reset or an import set their password and they have not chosen their own
     must_change_password: bool = False
+    #: their token version when read: raised by any change of password, role or access, so
+    #: the write can tell the user changed under the import
+    token_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class Outcome:
     code: str | None = None
     reason: str | None = None
     user_id: uuid.UUID | None = None
+    #: for an update: the user's token version the plan was made from
+    read_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,7 @@ def _update(
         classes_added=added,
         password=password,
         user_id=user.id,
+        read_version=user.token_version,
     )
 
 

@@ -23,7 +23,9 @@ IMPORT_LOCK = 0x7573_6572_696D  # "userim"
 
 
 class Changed(Exception):
-    """A user the plan counted on changed under the import (deleted meanwhile)."""
+    """A user the plan counted on changed under the import: deleted, or their password, role
+    or access changed since the plan read them (a password they chose during the import's
+    hashing must not be overwritten by the file's)."""
 
 
 async def write_batch(
@@ -81,16 +83,17 @@ async def write_batch(
                 values |= {"password_hash": digest, "must_change_password": temporary}
             if {"password", "role"} & set(o.changes):
                 values["token_version"] = User.token_version + 1
+            as_read = [] if o.read_version is None else [User.token_version == o.read_version]
             changed = (
                 await s.execute(
                     update(User)
-                    .where(User.id == o.user_id)
+                    .where(User.id == o.user_id, *as_read)
                     .values(values)
                     .returning(User.token_version, User.disabled)
                 )
             ).one_or_none()
             if changed is None:
-                raise Changed(f"{o.username} was deleted")
+                raise Changed(f"{o.username} changed while the import ran; run it again")
             if "token_version" in values:
                 revoked.append((o.user_id, None if changed.disabled else changed.token_version))
         if new_users:

@@ -51,6 +51,7 @@ async def read_facts(
                         User.display_name,
                         User.password_hash,
                         User.must_change_password,
+                        User.token_version,
                     ).where(User.username.in_(chunk))
                 )
             ).all()
@@ -74,6 +75,7 @@ async def read_facts(
                     member=bool(member_of[u.id]),
                     taught_by_actor=bool(student_of[u.id] & taught_active),
                     must_change_password=u.must_change_password,
+                    token_version=u.token_version,
                 )
                 # A password the user chose is never compared nor replaced by an import.
                 if u.username in with_password and u.must_change_password:
