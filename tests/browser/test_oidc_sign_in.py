@@ -14,7 +14,7 @@ from delivery_service.embedded import Served, running_server
 from tests.browser.test_candidate_app import shot, watch
 from tests.conftest import make_settings
 from tests.oidc_provider import StandInProvider, stand_in_provider
-from tests.support import Api, add_user, sample_test
+from tests.support import HOMEROOM, Api, add_class, add_user, sample_test
 
 
 @pytest.fixture
@@ -27,8 +27,10 @@ async def provider() -> AsyncIterator[StandInProvider]:
 async def served(
     sqlite_url: str, sessions: async_sessionmaker[AsyncSession], provider: StandInProvider
 ) -> AsyncIterator[Served]:
-    await add_user(sessions, "teacher", "teacher")
-    await add_user(sessions, "student1")
+    teacher_id = await add_user(sessions, "teacher", "teacher")
+    student_id = await add_user(sessions, "student1")
+    # The test is assigned to the Homeroom class: its student sees it once signed in.
+    await add_class(sessions, HOMEROOM, teachers=[teacher_id], students=[student_id])
     settings = make_settings(sqlite_url, "memory://", **provider.settings())
     async with running_server(settings) as server:
         teacher = await Api.login(server.url, "teacher")
