@@ -80,7 +80,7 @@ async def test_login_reply_has_the_documented_shape(world: World) -> None:
                 json={"username": "teacher", "password": "correct horse battery staple"},
             )
         ).json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "user"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "user", "must_change_password"}
     assert body["token_type"] == "bearer"
     assert body["user"]["role"] == "teacher"
 
