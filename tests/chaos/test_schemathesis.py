@@ -78,12 +78,15 @@ async def seed(served: Served, settings: Settings) -> Seeded:
             ("teacher", "teacher"),
             ("student1", "student"),
             ("student2", "student"),
+            # The account the fuzzing of /users/{user_id} resets, demotes and disables: not one
+            # whose token the checks sign in with.
+            ("fuzzed", "student"),
         )
     }
     students = [uuid.UUID(users["student1"]), uuid.UUID(users["student2"])]
     await add_class(sessions, HOMEROOM, teachers=[uuid.UUID(users["teacher"])], students=students)
     await engine.dispose()
-    apis = {name: await Api.login(served.url, name) for name in users}
+    apis = {name: await Api.login(served.url, name) for name in users if name != "fuzzed"}
     try:
         teacher, student = apis["teacher"], apis["student1"]
         test_id = (await teacher.post("/tests", sample_test(attempt_limit=100), expect=201))["id"]
@@ -120,7 +123,7 @@ async def seed(served: Served, settings: Settings) -> Seeded:
             "session_id": [session["id"]],
             "student_id": [users["student1"], users["student2"]],
             "teacher_id": [users["teacher"]],
-            "user_id": [users["student1"]],
+            "user_id": [users["fuzzed"]],
             "item_id": ["q1", "q2"],
             "identifier": ["bank1"],
         }
