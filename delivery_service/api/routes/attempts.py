@@ -23,15 +23,21 @@ from delivery_service.schemas.actions import ExtendIn, ReasonIn, RequiredReasonI
 from delivery_service.schemas.base import Id, StrictModel
 
 
+def _attempt_in_path(request: Request) -> uuid.UUID | None:
+    """The route's attempt id, if it has one that parses (else the route answers the
+    validation error itself)."""
+    raw = request.path_params.get("attempt_id")
+    try:
+        return None if raw is None else uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
 async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> None:
     """A test that requires Safe Exam Browser refuses a candidate's request without its proof."""
-    raw = request.path_params.get("attempt_id")
-    if raw is None:
+    attempt_id = _attempt_in_path(request)
+    if attempt_id is None:
         return
-    try:
-        attempt_id = uuid.UUID(str(raw))
-    except ValueError:
-        return  # the route answers the validation error
     await runtime.evidence.seb.require(
         user, url=str(request.url), headers=request.headers, attempt_id=attempt_id
     )
@@ -40,13 +46,9 @@ async def seb_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) ->
 async def network_guard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> None:
     """A test with allowed networks refuses a candidate's request about one of its attempts
     from anywhere else (the client address as uvicorn's trusted-proxy setting resolved it)."""
-    raw = request.path_params.get("attempt_id")
-    if raw is None:
+    attempt_id = _attempt_in_path(request)
+    if attempt_id is None:
         return
-    try:
-        attempt_id = uuid.UUID(str(raw))
-    except ValueError:
-        return  # the route answers the validation error
     await runtime.networks.require(user, client=client_address(request), attempt_id=attempt_id)
 
 

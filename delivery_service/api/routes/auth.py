@@ -13,7 +13,9 @@ from delivery_service.api.deps import (
     bearer,
     signed_in_user,
 )
+from delivery_service.domain.principal import Principal
 from delivery_service.read_models.classes import UserOut
+from delivery_service.runtime import Runtime
 from delivery_service.schemas.base import Id, StrictModel
 from delivery_service.schemas.users import PasswordChangeIn
 from delivery_service.security.device_cookies import DeviceCookies
@@ -76,19 +78,26 @@ async def login(
         source=source,
         device_cookie=request.cookies.get(DeviceCookies.NAME),
     )
-    principal = signed_in.principal
     _set_device_cookie(signed_in, request, response)
+    await record_sign_in(runtime, request, signed_in.principal)
+    return _login_out(signed_in, runtime.tokens.ttl_seconds)
+
+
+async def record_sign_in(
+    runtime: Runtime, request: Request, principal: Principal, **how: object
+) -> None:
+    """A sign-in on the user's chain, whichever way it came (`how`: OpenID's method, …)."""
     await runtime.evidence.observations.record(
         type_=ev.LOGIN,
         candidate_id=principal.user_id,
         actor_id=principal.user_id,
         payload={
             "role": principal.role,
-            "client": source,
+            "client": request.client.host if request.client else "unknown",
             "user_agent": request.headers.get("user-agent", "")[:200],
+            **how,
         },
     )
-    return _login_out(signed_in, runtime.tokens.ttl_seconds)
 
 
 @router.get("/auth/me", response_model=MeOut)

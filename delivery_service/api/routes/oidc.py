@@ -18,10 +18,9 @@ from pydantic import BaseModel, Field
 
 from delivery_service.api.deps import RuntimeDep
 from delivery_service.api.errors import ApiError
-from delivery_service.domain.principal import Principal
+from delivery_service.api.routes.auth import record_sign_in
 from delivery_service.runtime import Runtime
 from delivery_service.services.oidc import OidcRefused, OidcSignIn
-from integrity import events as ev
 
 router = APIRouter(tags=["auth"])
 
@@ -125,7 +124,8 @@ async def oidc_callback(
     except OidcRefused as refused:
         response = _back(refused.next_path, oidc_error=refused.code, oidc_message=refused.message)
     else:
-        await _record(runtime, request, signed_in.principal, created=signed_in.created)
+        how = {"method": "oidc", **({"created": True} if signed_in.created else {})}
+        await record_sign_in(runtime, request, signed_in.principal, **how)
         response = _back(
             signed_in.next_path,
             oidc_token=signed_in.token,
@@ -158,22 +158,3 @@ def _configured(runtime: Runtime) -> OidcSignIn:
 
 def _back(path: str, **fragment: str) -> RedirectResponse:
     return RedirectResponse(f"{path}#{urlencode(fragment)}", status_code=303, headers=NO_STORE)
-
-
-async def _record(
-    runtime: Runtime, request: Request, principal: Principal, *, created: bool
-) -> None:
-    """On the user's chain, as a password sign-in is (routes/auth.py)."""
-    source = request.client.host if request.client else "unknown"
-    await runtime.evidence.observations.record(
-        type_=ev.LOGIN,
-        candidate_id=principal.user_id,
-        actor_id=principal.user_id,
-        payload={
-            "role": principal.role,
-            "client": source,
-            "user_agent": request.headers.get("user-agent", "")[:200],
-            "method": "oidc",
-            **({"created": True} if created else {}),
-        },
-    )
