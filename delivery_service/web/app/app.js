@@ -1,6 +1,6 @@
 // The candidate page: thin DOM code over Api and AttemptClient (which hold the logic).
 
-import { Api, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { Api, followSetPasswordLink, onSignIn, signedIn } from "/static/lib/api.js";
 import { offerOidc } from "/static/lib/oidc.js";
 import { AttemptClient } from "/static/lib/attempt_client.js";
 import { LiveSocket } from "/static/lib/live.js";
@@ -40,16 +40,9 @@ async function boot() {
     await followSetPasswordLink(api, $("#login"));
     $("#login-form").hidden = false;
   }
-  if (!api.token) return show("login");
-  try {
-    const me = await api.get("/api/v1/auth/me");
-    // Signed in with a password someone else set: sign in again and choose one's own.
-    if (me.must_change_password) throw new Error("password change required");
-    $("#who").textContent = me.username;
-  } catch {
-    api.logout();
-    return show("login");
-  }
+  const me = await signedIn(api);
+  if (!me) return show("login");
+  $("#who").textContent = me.username;
   const query = new URLSearchParams(location.search);
   if (query.get("session")) return joinSession(query.get("session"));
   if (query.get("attempt")) return openAttempt(query.get("attempt"));

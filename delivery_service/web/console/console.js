@@ -1,6 +1,6 @@
 // The proctor console page: thin DOM code over Api, LiveSocket and Grid (which hold the logic).
 
-import { Api, ApiError, followSetPasswordLink, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, followSetPasswordLink, onSignIn, signedIn } from "/static/lib/api.js";
 import { offerOidc } from "/static/lib/oidc.js";
 import { LiveSocket } from "/static/lib/live.js";
 import { Grid, formatClock, remainingMs } from "/console/grid.js";
@@ -51,16 +51,9 @@ async function boot() {
     await followSetPasswordLink(api, $("#login"));
     $("#login-form").hidden = false;
   }
-  if (!api.token) return show("login");
-  try {
-    const me = await api.get("/api/v1/auth/me");
-    // Signed in with a password someone else set: sign in again and choose one's own.
-    if (me.must_change_password) throw new Error("password change required");
-    $("#who").textContent = `${me.username} (${me.role})`;
-  } catch {
-    api.logout();
-    return show("login");
-  }
+  const me = await signedIn(api);
+  if (!me) return show("login");
+  $("#who").textContent = `${me.username} (${me.role})`;
   const wanted = new URLSearchParams(location.search).get("session");
   if (wanted) return openSession(wanted);
   await listSessions();

@@ -2,7 +2,7 @@
 // (POST /api/v1/grading/{attempt}/{item}). The server checks the range and asks for a reason
 // when a grade already given changes; this page only shows what it answers.
 
-import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, onSignIn, signedIn } from "/static/lib/api.js";
 import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
@@ -103,15 +103,8 @@ async function loadQueue() {
 }
 
 async function boot() {
-  if (!api.token) return show("login");
-  let me;
-  try {
-    me = await api.get("/api/v1/auth/me");
-    if (me.must_change_password) throw new Error("password change required");
-  } catch {
-    api.logout();
-    return show("login");
-  }
+  const me = await signedIn(api);
+  if (!me) return show("login");
   $("#who").textContent = `${me.username} (${me.role})`;
   show("queue");
   const select = filters.elements.test_id;

@@ -3,7 +3,7 @@
 // the networks candidates may take it from. The server decides who may change what; this page
 // shows what it answers.
 
-import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, onSignIn, signedIn } from "/static/lib/api.js";
 import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
@@ -115,15 +115,8 @@ $("#test-picker").addEventListener("change", (event) => {
 });
 
 async function boot() {
-  if (!api.token) return show("login");
-  let me;
-  try {
-    me = await api.get("/api/v1/auth/me");
-    if (me.must_change_password) throw new Error("password change required");
-  } catch {
-    api.logout();
-    return show("login");
-  }
+  const me = await signedIn(api);
+  if (!me) return show("login");
   $("#who").textContent = `${me.username} (${me.role})`;
   show("catalog");
   [tests, classes] = await Promise.all([api.get("/api/v1/tests"), api.get("/api/v1/classes")]);

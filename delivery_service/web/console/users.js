@@ -1,7 +1,7 @@
 // The users page: find people, add one, disable or re-enable, reset a forgotten password, and
 // import a CSV after checking it (a dry run whose report is shown as a table first).
 
-import { Api, ApiError, onSignIn } from "/static/lib/api.js";
+import { Api, ApiError, onSignIn, signedIn } from "/static/lib/api.js";
 import { offerOidc } from "/static/lib/oidc.js";
 
 const api = new Api();
@@ -28,14 +28,8 @@ function cell(row, text) {
 }
 
 async function boot() {
-  if (!api.token) return show("login");
-  try {
-    me = await api.get("/api/v1/auth/me");
-    if (me.must_change_password) throw new Error("password change required");
-  } catch {
-    api.logout();
-    return show("login");
-  }
+  me = await signedIn(api);
+  if (!me) return show("login");
   $("#who").textContent = `${me.username} (${me.role})`;
   show("people");
   for (const option of document.querySelectorAll("#create option[data-admin]")) {

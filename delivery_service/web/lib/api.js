@@ -102,6 +102,21 @@ export class Api {
   }
 }
 
+// Who is signed in, or null (then the page shows its sign-in form): no token, a token the
+// server no longer takes, or one that may only choose a new password (signing in again asks
+// for it) all mean "sign in".
+export async function signedIn(api) {
+  if (!api.token) return null;
+  try {
+    const me = await api.get("/api/v1/auth/me");
+    if (!me.must_change_password) return me;
+  } catch {
+    // fall through: the token is not good any more
+  }
+  api.logout();
+  return null;
+}
+
 // Every page's sign-in form (#login-form with username and password, #login-error):
 // sign in, then run `next`; the server's refusal is shown in the form. A user whose password
 // was set by someone else chooses their own first, in a form that replaces this one.
